@@ -1,0 +1,1 @@
+"""skysift.measurement."""

@@ -1,0 +1,63 @@
+"""Atomic file writing: every output goes to a temporary file, then is renamed."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from astropy.table import Table
+
+__all__ = ["atomic_path", "write_table", "write_json", "ensure_out_dir"]
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it to ``path`` on success.
+
+    If the body raises, the temporary file is removed and ``path`` is left as
+    it was, so nothing already written is lost.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_with(path: str | os.PathLike[str], writer: Callable[[Path], Any]) -> Path:
+    """Call ``writer(tmp_path)`` and atomically move the result to ``path``."""
+    with atomic_path(path) as tmp:
+        writer(tmp)
+    return Path(path)
+
+
+def write_table(table: Table, path: str | os.PathLike[str]) -> Path:
+    """Write an astropy table as ECSV, atomically."""
+    return write_with(path, lambda tmp: table.write(tmp, format="ascii.ecsv", overwrite=True))
+
+
+def write_json(obj: Any, path: str | os.PathLike[str]) -> Path:
+    """Write a JSON document (indented, UTF-8), atomically."""
+
+    def _w(tmp: Path) -> None:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+
+    return write_with(path, _w)
+
+
+def ensure_out_dir(out: str | os.PathLike[str] | None, stem: str) -> Path:
+    """Return the output folder: ``out`` if given, else ``./skysift-out/<stem>/``."""
+    path = Path(out) if out is not None else Path.cwd() / "skysift-out" / stem
+    path.mkdir(parents=True, exist_ok=True)
+    return path
