@@ -1,1 +1,18 @@
-"""skysift.detection."""
+"""Detection: background, sky masks and star finding."""
+
+from skysift.detection.background import BackgroundMap, estimate_background
+from skysift.detection.masks import SkyMask, caption_text_mask, fisheye_circle, sky_mask
+from skysift.detection.stars import STAR_FINDERS, ClassicalStarFinder, StarFlag, detect_stars
+
+__all__ = [
+    "STAR_FINDERS",
+    "BackgroundMap",
+    "ClassicalStarFinder",
+    "SkyMask",
+    "StarFlag",
+    "caption_text_mask",
+    "detect_stars",
+    "estimate_background",
+    "fisheye_circle",
+    "sky_mask",
+]
