@@ -234,7 +234,16 @@ class ClassicalStarFinder:
         fwhm = np.clip(2.0 * r50, 0.5, None)
         sig = np.clip(fwhm / 2.3548, 0.5, None)
         xw, yw, wflag = sep.winpos(sub, x, y, sig, mask=bad)
-        good = (wflag == 0) & np.isfinite(xw) & np.isfinite(yw) & (np.hypot(xw - x, yw - y) < 2 * fwhm + 1)
+        # Windowed centroids are pulled by close neighbours: deblended sources keep
+        # sep's barycentre of their own deblended pixels.
+        merged = (objs["flag"] & sep.OBJ_MERGED) != 0
+        good = (
+            (wflag == 0)
+            & ~merged
+            & np.isfinite(xw)
+            & np.isfinite(yw)
+            & (np.hypot(xw - x, yw - y) < 2 * fwhm + 1)
+        )
         x = np.where(good, xw, x)
         y = np.where(good, yw, y)
 
