@@ -1,0 +1,165 @@
+"""The ``skysift`` command line: a thin shell over the library.
+
+Every :class:`skysift.errors.SkysiftError` becomes a one-line message on
+stderr (``skysift: error: ...``) and a non-zero exit code.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from skysift.errors import SkysiftError
+
+app = typer.Typer(
+    name="skysift",
+    help="Find, measure and explain what moves and shines in night-sky images and videos.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+SiteOpt = Annotated[
+    tuple[float, float, float] | None,
+    typer.Option("--site", metavar="LAT LON HEIGHT_M", help="Observing site: latitude and longitude in degrees (east positive), height in metres."),
+]
+TimeOpt = Annotated[str | None, typer.Option("--time", metavar="ISO8601", help="Observation time, UTC unless the string has an offset.")]
+OutOpt = Annotated[Path | None, typer.Option("--out", help="Output folder (default ./skysift-out/<stem>/).")]
+
+
+def _echo(msg: str) -> None:
+    typer.echo(msg, err=True)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        from skysift import __version__
+
+        typer.echo(f"skysift {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version_callback, is_eager=True, help="Print the version and exit.")] = False,
+) -> None:
+    """skysift: stars, streaks, meteors and bolides in night-sky images and videos."""
+
+
+def _summary(result) -> str:  # noqa: ANN001
+    lines = [
+        f"model: {result.model_type}",
+        f"stars detected: {len(result.stars)}",
+        f"stars identified: {result.n_matched}",
+        f"astrometric RMS: {result.astrometric_rms_px:.2f} px",
+    ]
+    zp = result.zero_point
+    if zp is not None:
+        lines.append(f"zero point ({result.photometric_band}): {zp.zero_point:.3f} ± {zp.zero_point_err:.3f} mag")
+        if "extinction" in zp.terms:
+            lines.append(f"extinction: {zp.extinction_k:.3f} ± {zp.extinction_k_err:.3f} mag/airmass")
+        lines.append(f"photometric RMS: {zp.rms_mag:.3f} mag ({zp.n_used} stars)")
+    else:
+        lines.append("zero point: not fitted (fewer than 5 usable stars)")
+    return "\n".join(lines)
+
+
+@app.command()
+def stars(
+    image: Annotated[Path, typer.Argument(help="Image file (FITS, PNG, JPEG, TIFF).")],
+    out: OutOpt = None,
+    method: Annotated[str, typer.Option(help="Star finder: classical.")] = "classical",
+    threshold: Annotated[float, typer.Option(help="Detection threshold in background sigma.")] = 3.0,
+    mask: Annotated[bool, typer.Option("--mask/--no-mask", help="Mask what is not sky (fisheye ring, obstructions, caption text).")] = True,
+    plot: Annotated[bool, typer.Option("--plot/--no-plot", help="Write stars.png.")] = True,
+) -> None:
+    """Detect stars and write stars.ecsv (and stars.png)."""
+    from skysift.io import read_frame
+    from skysift.outputs import ensure_out_dir
+    from skysift.outputs.calibration import write_stars
+    from skysift.outputs.plots import plot_stars
+    from skysift.pipeline.calibrate import find_stars
+
+    frame = read_frame(image)
+    found, sky = find_stars(frame, method=method, threshold=threshold, use_mask=mask)
+    out_dir = ensure_out_dir(out, frame.name)
+    path = write_stars(found, out_dir)
+    if plot:
+        plot_stars(frame.data, found, out_dir / "stars.png", mask=None if sky is None else sky.mask, title=f"{frame.name}: {len(found)} stars")
+    typer.echo(f"{len(found)} stars -> {path}")
+
+
+@app.command()
+def calibrate(
+    image: Annotated[Path, typer.Argument(help="Image file (FITS, PNG, JPEG, TIFF).")],
+    site: SiteOpt = None,
+    time: TimeOpt = None,
+    pairs: Annotated[Path | None, typer.Option("--pairs", help="Manual identifications: CSV/ECSV with columns x, y, star (>= 4 rows).")] = None,
+    out: OutOpt = None,
+    mode: Annotated[str, typer.Option(help="auto, allsky (fisheye model) or narrow (blind plate solve).")] = "auto",
+    fov: Annotated[float | None, typer.Option("--fov", help="Field of view hint for the plate solver, degrees.")] = None,
+    plot: Annotated[bool, typer.Option("--plot/--no-plot", help="Write calibration.png.")] = True,
+) -> None:
+    """Calibrate a frame: identify stars, fit the camera model and the zero point."""
+    from skysift.io import read_frame
+    from skysift.outputs import ensure_out_dir
+    from skysift.outputs.calibration import write_calibration
+    from skysift.pipeline.calibrate import calibrate as run
+
+    frame = read_frame(image, site=site, time=time)
+    result = run(frame, pairs=pairs, mode=mode, fov_deg=fov)
+    out_dir = ensure_out_dir(out, frame.name)
+    write_calibration(result, out_dir, plot=plot)
+    typer.echo(_summary(result))
+    typer.echo(f"outputs: {out_dir}")
+
+
+@app.command()
+def demo(
+    out: OutOpt = None,
+    name: Annotated[str, typer.Option("--sample", help="Bundled sample to run.")] = "magic-allsky",
+) -> None:
+    """Run the main job on a bundled real sample (calibration of a La Palma all-sky frame)."""
+    from skysift.data import sample
+    from skysift.io import read_frame
+    from skysift.outputs import ensure_out_dir
+    from skysift.outputs.calibration import write_calibration
+    from skysift.pipeline.calibrate import calibrate as run
+
+    s = sample(name)
+    typer.echo(f"sample: {s.name}: {s.description}")
+    frame = read_frame(s.path, site=s.site)
+    result = run(frame)
+    out_dir = ensure_out_dir(out, "demo")
+    write_calibration(result, out_dir)
+    typer.echo(_summary(result))
+    typer.echo(f"outputs: {out_dir}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``skysift`` console script; returns the exit code."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except SkysiftError as err:
+        _echo(f"skysift: error: {err}")
+        return err.exit_code
+    except typer.Exit as exc:
+        return exc.exit_code
+    except (typer.Abort, KeyboardInterrupt):
+        _echo("skysift: interrupted")
+        return 130
+    except Exception as err:  # click usage errors
+        import click
+
+        if isinstance(err, click.ClickException):
+            err.show()
+            return err.exit_code
+        raise
+    return 0
+
+
+def _console() -> None:
+    sys.exit(main())

@@ -1,0 +1,375 @@
+"""The calibration pipeline: frame -> sky mask -> stars -> astrometry -> photometry.
+
+``calibrate(frame)`` chooses the astrometric method from the frame:
+
+* a fisheye frame (a dark ring around an illuminated circle) or an explicit
+  ``mode="allsky"`` is fitted with the fisheye camera model from the site and
+  time (:mod:`skysift.calibration.fisheye`);
+* manual pairs (``pairs=``) fit the same models from at least four
+  identifications (bolide report §5.3);
+* otherwise the frame is plate-solved blind (:mod:`skysift.calibration.platesolve`).
+
+The photometric zero point is then fitted on the identified, unsaturated,
+unblended stars (:mod:`skysift.calibration.photometric`).
+"""
+
+from __future__ import annotations
+
+import time as _time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from astropy.table import Table
+from astropy.time import Time
+
+from skysift.detection.masks import SkyMask, sky_mask
+from skysift.detection.stars import StarFlag, detect_stars
+from skysift.errors import CalibrationError, InputError, NoDetectionsWarning, NotEnoughStarsError
+from skysift.io.frame import Frame, Site
+from skysift.measurement.photometry import aperture_photometry_annulus, instrumental_magnitude
+
+__all__ = ["CalibrationResult", "calibrate", "find_stars", "MIN_STARS"]
+
+#: Fewer detections than this and a frame cannot be calibrated.
+MIN_STARS = 8
+
+#: Flags that exclude a star from the astrometric solve.
+_SOLVE_EXCLUDE = StarFlag.ELONGATED | StarFlag.TRUNCATED
+#: Flags that exclude a star from the zero-point fit.
+_ZP_EXCLUDE = StarFlag.SATURATED | StarFlag.EDGE | StarFlag.BLENDED | StarFlag.ELONGATED | StarFlag.TRUNCATED
+
+
+def find_stars(
+    frame: Frame,
+    *,
+    method: str = "classical",
+    threshold: float = 3.0,
+    use_mask: bool = True,
+) -> tuple[Table, SkyMask | None]:
+    """Mask what is not sky and detect stars in a frame.
+
+    Parameters
+    ----------
+    frame : Frame
+        The frame.
+    method : str, optional
+        Star finder name (see :data:`skysift.detection.STAR_FINDERS`). Default ``"classical"``.
+    threshold : float, optional
+        Detection threshold in background sigma. Default 3.
+    use_mask : bool, optional
+        Compute and apply the automatic sky mask. Default True.
+
+    Returns
+    -------
+    stars : astropy.table.Table
+        The detections (see :func:`skysift.detection.detect_stars`).
+    sky : SkyMask or None
+        The sky mask, when computed.
+    """
+    sky = sky_mask(frame.data) if use_mask else None
+    mask = frame.mask if sky is None else (frame.mask | sky.mask)
+    saturation = frame.meta.get("saturation")
+    kwargs: dict[str, Any] = {"threshold": threshold}
+    if saturation is not None:
+        kwargs["saturation"] = float(saturation)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NoDetectionsWarning)
+        stars = detect_stars(frame.data, mask, method=method, **kwargs)
+    return stars, sky
+
+
+@dataclass
+class CalibrationResult:
+    """Everything a calibration produced.
+
+    Attributes
+    ----------
+    frame : Frame
+        The calibrated frame.
+    stars : astropy.table.Table
+        All detections.
+    matches : astropy.table.Table
+        Identified stars: ``x``, ``y``, ``catalog_id``, ``ra``, ``dec``,
+        ``alt``, ``az`` (deg), ``catalog_mag``, ``inst_mag``, ``mag``,
+        ``residual_px`` and more.
+    model_type : str
+        ``"fisheye"`` or ``"tan-sip"``.
+    solution : object
+        The astrometric solution (a ``FisheyeSolution`` or ``PlateSolution``).
+    zero_point : ZeroPointFit or None
+        The photometric fit (None if too few usable stars).
+    sky : SkyMask or None
+        The sky mask used.
+    site : Site or None
+    time : astropy.time.Time or None
+    timings : dict
+        Seconds spent per stage.
+    """
+
+    frame: Frame
+    stars: Table
+    matches: Table
+    model_type: str
+    solution: Any
+    zero_point: Any
+    sky: SkyMask | None
+    site: Site | None
+    time: Time | None
+    photometric_band: str = "V"
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def n_matched(self) -> int:
+        """Number of identified stars."""
+        return len(self.matches)
+
+    @property
+    def astrometric_rms_px(self) -> float:
+        """RMS of the position residuals of the identified stars, in pixels."""
+        return float(self.solution.rms_px)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The content of ``calibration.json`` (see :func:`write_calibration`)."""
+        zp = self.zero_point
+        d: dict[str, Any] = {
+            "skysift_version": _version(),
+            "file": str(self.frame.path) if self.frame.path else None,
+            "image_shape": list(self.frame.shape),
+            "model_type": self.model_type,
+            "model": self.solution.model_dict() if hasattr(self.solution, "model_dict") else None,
+            "n_detected": len(self.stars),
+            "n_matched": self.n_matched,
+            "astrometric_rms_px": self.astrometric_rms_px,
+            "photometric_band": self.photometric_band,
+            "zero_point": float(zp.zero_point) if zp is not None else None,
+            "zero_point_err": float(zp.zero_point_err) if zp is not None else None,
+            "photometric_rms_mag": float(zp.rms_mag) if zp is not None else None,
+            "photometry": zp.to_dict() if zp is not None else None,
+            "site": self.site.to_dict() if self.site is not None else None,
+            "time": self.time.utc.isot if self.time is not None else None,
+            "exposure_s": self.frame.exposure,
+            "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
+        }
+        if self.sky is not None and self.sky.circle is not None:
+            d["fisheye_circle"] = {"x": self.sky.circle[0], "y": self.sky.circle[1], "radius": self.sky.circle[2]}
+        return d
+
+
+def _version() -> str:
+    from skysift import __version__
+
+    return __version__
+
+
+def _is_allsky(frame: Frame, sky: SkyMask | None) -> bool:
+    return sky is not None and sky.circle is not None
+
+
+def _solve_allsky(stars: Table, frame: Frame, site: Site | None, time: Time | None, sky: SkyMask | None) -> Any:
+    from skysift.calibration.fisheye import solve_fisheye
+
+    if site is None or time is None:
+        missing = " and ".join(n for n, v in (("site", site), ("time", time)) if v is None)
+        msg = (
+            f"{frame.name}: all-sky frame needs the observing {missing} "
+            "(give --site LAT LON HEIGHT_M and --time ISO8601)"
+        )
+        raise InputError(msg)
+    kwargs: dict[str, Any] = {}
+    if sky is not None and sky.circle is not None:
+        kwargs["circle"] = sky.circle
+    return solve_fisheye(stars, site, time, frame.shape, **kwargs)
+
+
+def _radius_norm(matches: Table, model_type: str, frame: Frame, sky: SkyMask | None, solution: Any) -> np.ndarray:
+    """Distance from the optical centre, as a fraction of the horizon/half-diagonal."""
+    if model_type == "fisheye":
+        x0, y0 = solution.model.x0, solution.model.y0
+        scale = sky.circle[2] if sky is not None and sky.circle is not None else 0.5 * min(frame.shape)
+    else:
+        h, w = frame.shape
+        x0, y0 = (w - 1) / 2, (h - 1) / 2
+        scale = 0.5 * np.hypot(w, h)
+    return np.hypot(np.asarray(matches["x"]) - x0, np.asarray(matches["y"]) - y0) / scale
+
+
+def _photometry(matches: Table, stars: Table, frame: Frame, sky: SkyMask | None, model_type: str, solution: Any) -> Any:
+    from skysift.calibration.photometric import fit_zero_point
+
+    good = (np.asarray(stars["flags"]) & int(StarFlag.SATURATED | StarFlag.BLENDED | StarFlag.ELONGATED)) == 0
+    fwhm = float(np.nanmedian(stars["fwhm"][good])) if good.any() else 3.0
+    r = float(np.clip(1.5 * fwhm, 2.5, 15.0))
+    mask = frame.mask if sky is None else (frame.mask | sky.mask)
+    phot = aperture_photometry_annulus(
+        frame.data,
+        matches["x"],
+        matches["y"],
+        radius=r,
+        annulus=(r + 4.0, r + 10.0),
+        mask=mask,
+        saturation=stars.meta.get("saturation"),
+    )
+    inst, inst_err = instrumental_magnitude(phot["flux"], phot["flux_err"], exposure=frame.exposure)
+    matches["flux"] = phot["flux"]
+    matches["flux_err"] = phot["flux_err"]
+    matches["inst_mag"] = inst
+    matches["inst_mag_err"] = inst_err
+    det_flags = np.asarray(stars["flags"])[np.asarray(matches["star_index"])]
+    matches["flags"] = det_flags | np.asarray(phot["flags"])
+    usable = ((det_flags & int(_ZP_EXCLUDE)) == 0) & (np.asarray(phot["flags"]) == 0) & np.isfinite(inst)
+    usable &= np.isfinite(np.asarray(matches["catalog_mag"], dtype=float))
+    kw: dict[str, Any] = {"radius": _radius_norm(matches, model_type, frame, sky, solution)}
+    if "alt" in matches.colnames and np.isfinite(np.asarray(matches["alt"], float)).all():
+        from skysift.calibration.photometric import airmass
+
+        kw["airmass"] = airmass(np.asarray(matches["alt"], dtype=float))
+    zp = None
+    mag = np.full(len(matches), np.nan)
+    mag_err = np.full(len(matches), np.nan)
+    if usable.sum() >= 5:
+        sel = {k: v[usable] for k, v in kw.items()}
+        zp = fit_zero_point(inst[usable], np.asarray(matches["catalog_mag"], float)[usable], **sel)
+        mag = zp.predict(inst, **kw)
+        mag_err = np.hypot(inst_err, zp.zero_point_err)
+        used = np.zeros(len(matches), bool)
+        used[np.flatnonzero(usable)[zp.inlier]] = True
+        matches["used_in_zp"] = used
+    else:
+        matches["used_in_zp"] = np.zeros(len(matches), bool)
+    matches["mag"] = mag
+    matches["mag_err"] = mag_err
+    for k, v in kw.items():
+        matches[k if k != "radius" else "radius_norm"] = v
+    return zp
+
+
+def calibrate(
+    frame: Frame,
+    *,
+    site: Site | None = None,
+    time: Time | str | None = None,
+    pairs: str | Path | Table | None = None,
+    mode: str = "auto",
+    fov_deg: float | None = None,
+    method: str = "classical",
+    threshold: float = 3.0,
+) -> CalibrationResult:
+    """Calibrate a frame astrometrically and photometrically.
+
+    Parameters
+    ----------
+    frame : Frame
+        The frame (e.g. from :func:`skysift.io.read_frame`).
+    site : Site, optional
+        Observing site; overrides ``frame.site``.
+    time : astropy.time.Time or str, optional
+        Observation time (UTC; ISO 8601 if a string); overrides ``frame.time``.
+    pairs : path or Table, optional
+        Manual identifications (columns ``x``, ``y``, ``star``) for the
+        manual fallback; at least four.
+    mode : {"auto", "allsky", "narrow"}, optional
+        Astrometric model: fisheye all-sky, blind TAN-SIP plate solve, or
+        chosen from the frame (a visible fisheye circle means all-sky).
+    fov_deg : float, optional
+        Horizontal field of view hint for the plate solver, in degrees.
+    method : str, optional
+        Star finder. Default ``"classical"``.
+    threshold : float, optional
+        Detection threshold in sigma. Default 3.
+
+    Returns
+    -------
+    CalibrationResult
+
+    Raises
+    ------
+    NotEnoughStarsError
+        If too few stars are detected or identified (cloudy frame, daylight,
+        wrong site or time): nothing is invented.
+    CalibrationError
+        If no solution is found.
+    InputError
+        If an option is invalid (e.g. an all-sky frame without site and time).
+    """
+    from skysift.io.metadata import as_site, parse_time
+
+    if mode not in ("auto", "allsky", "narrow"):
+        msg = f"mode must be 'auto', 'allsky' or 'narrow', got {mode!r}"
+        raise InputError(msg)
+    site = as_site(site) if site is not None else frame.site
+    time = parse_time(time) if time is not None else frame.time
+    timings: dict[str, float] = {}
+    t0 = _time.perf_counter()
+    stars, sky = find_stars(frame, method=method, threshold=threshold)
+    timings["detection"] = _time.perf_counter() - t0
+    usable = (np.asarray(stars["flags"]) & int(_SOLVE_EXCLUDE)) == 0
+    if usable.sum() < MIN_STARS:
+        msg = f"{frame.name}: not enough stars to calibrate: {int(usable.sum())} detected, need {MIN_STARS}"
+        raise NotEnoughStarsError(msg)
+    solve_stars = stars.copy()
+    solve_stars["star_index"] = np.arange(len(stars))
+    solve_stars = solve_stars[usable]
+
+    t0 = _time.perf_counter()
+    allsky = mode == "allsky" or (mode == "auto" and _is_allsky(frame, sky))
+    if pairs is not None:
+        solution, model_type = _solve_pairs(pairs, solve_stars, frame, site, time, allsky)
+    elif allsky:
+        solution, model_type = _solve_allsky(solve_stars, frame, site, time, sky), "fisheye"
+    else:
+        from skysift.calibration.platesolve import solve_plate
+
+        solution, model_type = solve_plate(solve_stars, frame.shape, fov_deg=fov_deg), "tan-sip"
+    timings["astrometry"] = _time.perf_counter() - t0
+    matches = _finish_matches(solution.matches, solve_stars, model_type, site, time)
+
+    t0 = _time.perf_counter()
+    zp = _photometry(matches, stars, frame, sky, model_type, solution)
+    timings["photometry"] = _time.perf_counter() - t0
+    band = matches.meta.get("catalog_band", "V" if model_type == "fisheye" else "G")
+    return CalibrationResult(
+        frame=frame,
+        stars=stars,
+        matches=matches,
+        model_type=model_type,
+        solution=solution,
+        zero_point=zp,
+        sky=sky,
+        site=site,
+        time=time,
+        photometric_band=str(band),
+        timings=timings,
+    )
+
+
+def _solve_pairs(pairs: Any, stars: Table, frame: Frame, site: Site | None, time: Time | None, allsky: bool) -> tuple[Any, str]:
+    from skysift.calibration import pairs as pairs_mod
+
+    table = pairs if isinstance(pairs, Table) else pairs_mod.read_pairs(pairs)
+    if allsky or (site is not None and time is not None):
+        if site is None or time is None:
+            msg = f"{frame.name}: manual all-sky calibration needs --site and --time"
+            raise InputError(msg)
+        return pairs_mod.calibrate_from_pairs(table, stars, site, time, frame.shape), "fisheye"
+    msg = f"{frame.name}: manual pairs need --site and --time (fisheye model)"
+    raise InputError(msg)
+
+
+def _finish_matches(matches: Table, solve_stars: Table, model_type: str, site: Site | None, time: Time | None) -> Table:
+    """Map solver rows back to detection rows and add alt/az when site and time are known."""
+    m = matches.copy()
+    # The solvers index the table they were given; map to rows of the full detection table.
+    m["star_index"] = np.asarray(solve_stars["star_index"])[np.asarray(m["star_index"], dtype=int)]
+    if ("alt" not in m.colnames) and site is not None and time is not None and len(m):
+        from skysift.calibration.catalog import star_altaz
+
+        aa = star_altaz(Table({"ra": m["ra"], "dec": m["dec"]}), site, time)
+        m["alt"] = aa["alt"]
+        m["az"] = aa["az"]
+    if len(m) < 1:
+        msg = "the astrometric solution identified no star"
+        raise CalibrationError(msg)
+    return m
