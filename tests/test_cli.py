@@ -1,0 +1,116 @@
+"""The command line: help for every command, outputs, and one-line errors for bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from astropy.table import Table
+
+from skysift.cli import app, main
+from skysift.simulation import make_star_field
+
+
+def _one_line_error(capsys, path_part: str, problem: str) -> None:
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("skysift: error: ")
+    assert path_part in err
+    assert problem in err
+
+
+@pytest.mark.parametrize("command", [None, "stars", "calibrate", "demo"])
+def test_every_command_has_help(command, capsys):
+    args = ["--help"] if command is None else [command, "--help"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "Usage" in out
+    if command is None:
+        for name in ("stars", "calibrate", "demo"):
+            assert name in out
+
+
+def test_registered_commands():
+    names = {c.name or c.callback.__name__ for c in app.registered_commands}
+    assert {"stars", "calibrate", "demo"} <= names
+
+
+def test_version(capsys):
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.startswith("skysift ")
+
+
+def test_stars_writes_table_with_truth(tmp_path, capsys):
+    image, truth = make_star_field((200, 240), 25, fwhm=3.0, flux_range=(5e3, 1e5), min_separation=12, rng=4)
+    path = tmp_path / "field.fits"
+    fits.PrimaryHDU(image).writeto(path)
+    out = tmp_path / "out"
+    assert main(["stars", str(path), "--out", str(out)]) == 0
+    t = Table.read(out / "stars.ecsv")
+    assert {"x", "y", "flux", "flux_err", "fwhm", "peak", "flags"} <= set(t.colnames)
+    assert (out / "stars.png").stat().st_size > 1000
+    # Every true star is found within 0.3 px (0-based pixel convention end to end).
+    d = np.min(np.hypot(t["x"][:, None] - truth["x"][None], t["y"][:, None] - truth["y"][None]), axis=0)
+    assert np.all(d < 0.3)
+
+
+def test_bad_inputs_give_one_line_errors(tmp_path, capsys):
+    empty = tmp_path / "empty.fits"
+    empty.write_bytes(b"")
+    assert main(["stars", str(empty)]) != 0
+    _one_line_error(capsys, "empty.fits", "empty")
+
+    good = tmp_path / "good.fits"
+    fits.PrimaryHDU(np.zeros((64, 64), np.float32)).writeto(good)
+    truncated = tmp_path / "truncated.fits"
+    truncated.write_bytes(good.read_bytes()[:5000])
+    assert main(["stars", str(truncated)]) != 0
+    _one_line_error(capsys, "truncated.fits", "truncated")
+
+    oned = tmp_path / "oned.fits"
+    fits.PrimaryHDU(np.arange(100, dtype=np.float32)).writeto(oned)
+    assert main(["stars", str(oned)]) != 0
+    _one_line_error(capsys, "oned.fits", "1-D")
+
+    nan = tmp_path / "nan.fits"
+    fits.PrimaryHDU(np.full((64, 64), np.nan, np.float32)).writeto(nan)
+    assert main(["stars", str(nan)]) != 0
+    _one_line_error(capsys, "nan.fits", "NaN")
+
+    video = tmp_path / "broken.mp4"
+    video.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"garbage" * 100)
+    assert main(["stars", str(video)]) != 0
+    _one_line_error(capsys, "broken.mp4", "video")
+
+
+def test_site_out_of_range(tmp_path, capsys):
+    image, _ = make_star_field((64, 64), 3, rng=1)
+    path = tmp_path / "f.fits"
+    fits.PrimaryHDU(image).writeto(path)
+    assert main(["calibrate", str(path), "--site", "95", "10", "100", "--time", "2020-01-01T00:00:00"]) == 2
+    _one_line_error(capsys, "", "latitude must be in [-90, 90]")
+
+
+def test_image_without_stars_cannot_be_calibrated(tmp_path, capsys):
+    rng = np.random.default_rng(3)
+    path = tmp_path / "blank.fits"
+    fits.PrimaryHDU(rng.normal(1000, 10, (128, 128)).astype(np.float32)).writeto(path)
+    out = tmp_path / "out"
+    assert main(["calibrate", str(path), "--out", str(out)]) == 4
+    _one_line_error(capsys, "blank", "not enough stars to calibrate")
+    assert not (out / "calibration.json").exists()
+
+
+def test_calibration_json_round_trip_is_valid_json(tmp_path):
+    # A tiny check that JSON writing is atomic: a failing writer leaves no partial file.
+    from skysift.outputs.files import atomic_path, write_json
+
+    target = tmp_path / "c.json"
+    write_json({"a": 1}, target)
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("partial")
+        raise RuntimeError("boom")
+    assert json.loads(target.read_text()) == {"a": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["c.json"]
