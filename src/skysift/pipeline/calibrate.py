@@ -139,7 +139,7 @@ class CalibrationResult:
             "file": str(self.frame.path) if self.frame.path else None,
             "image_shape": list(self.frame.shape),
             "model_type": self.model_type,
-            "model": self.solution.model_dict() if hasattr(self.solution, "model_dict") else None,
+            "model": self.solution.to_dict() if hasattr(self.solution, "to_dict") else None,
             "n_detected": len(self.stars),
             "n_matched": self.n_matched,
             "astrometric_rms_px": self.astrometric_rms_px,
@@ -178,10 +178,7 @@ def _solve_allsky(stars: Table, frame: Frame, site: Site | None, time: Time | No
             "(give --site LAT LON HEIGHT_M and --time ISO8601)"
         )
         raise InputError(msg)
-    kwargs: dict[str, Any] = {}
-    if sky is not None and sky.circle is not None:
-        kwargs["circle"] = sky.circle
-    return solve_fisheye(stars, site, time, frame.shape, **kwargs)
+    return solve_fisheye(stars, site, time, frame.shape, image=frame.data)
 
 
 def _radius_norm(matches: Table, model_type: str, frame: Frame, sky: SkyMask | None, solution: Any) -> np.ndarray:
