@@ -45,7 +45,9 @@ def main() -> None:
     zp = result.zero_point
     print(
         f"result: {result.n_matched} stars identified, RMS {result.astrometric_rms_px:.2f} px, "
-        f"photometric RMS {zp.rms_mag:.3f} mag" if zp is not None else "no zero point"
+        f"photometric RMS {zp.rms_mag:.3f} mag"
+        if zp is not None
+        else "no zero point"
     )
 
 

@@ -43,7 +43,9 @@ def test_version(capsys):
 
 
 def test_stars_writes_table_with_truth(tmp_path, capsys):
-    image, truth = make_star_field((200, 240), 25, fwhm=3.0, flux_range=(5e3, 1e5), min_separation=12, rng=4)
+    image, truth = make_star_field(
+        (200, 240), 25, fwhm=3.0, flux_range=(5e3, 1e5), min_separation=12, rng=4
+    )
     path = tmp_path / "field.fits"
     fits.PrimaryHDU(image).writeto(path)
     out = tmp_path / "out"
@@ -52,7 +54,9 @@ def test_stars_writes_table_with_truth(tmp_path, capsys):
     assert {"x", "y", "flux", "flux_err", "fwhm", "peak", "flags"} <= set(t.colnames)
     assert (out / "stars.png").stat().st_size > 1000
     # Every true star is found within 0.3 px (0-based pixel convention end to end).
-    d = np.min(np.hypot(t["x"][:, None] - truth["x"][None], t["y"][:, None] - truth["y"][None]), axis=0)
+    d = np.min(
+        np.hypot(t["x"][:, None] - truth["x"][None], t["y"][:, None] - truth["y"][None]), axis=0
+    )
     assert np.all(d < 0.3)
 
 
@@ -89,7 +93,10 @@ def test_site_out_of_range(tmp_path, capsys):
     image, _ = make_star_field((64, 64), 3, rng=1)
     path = tmp_path / "f.fits"
     fits.PrimaryHDU(image).writeto(path)
-    assert main(["calibrate", str(path), "--site", "95", "10", "100", "--time", "2020-01-01T00:00:00"]) == 2
+    assert (
+        main(["calibrate", str(path), "--site", "95", "10", "100", "--time", "2020-01-01T00:00:00"])
+        == 2
+    )
     _one_line_error(capsys, "", "latitude must be in [-90, 90]")
 
 

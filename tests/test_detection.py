@@ -20,7 +20,9 @@ def _match(det, truth, radius):
 
 
 def test_detects_synthetic_stars_with_subpixel_centroids():
-    image, truth = make_star_field((256, 256), 40, fwhm=3.0, flux_range=(3e3, 1e5), min_separation=12, rng=1)
+    image, truth = make_star_field(
+        (256, 256), 40, fwhm=3.0, flux_range=(3e3, 1e5), min_separation=12, rng=1
+    )
     stars = detect_stars(image, threshold=5)
     d, i = _match(stars, truth, 2.0)
     found = np.isfinite(d)
@@ -41,7 +43,9 @@ def test_flags_saturated_edge_and_elongated():
     yy, xx = np.mgrid[0:128, 0:128]
     image = image + 60000 * np.exp(-((xx - 64) ** 2 + (yy - 64) ** 2) / (2 * 1.5**2))
     image = np.minimum(image, 30000).astype(np.float32)  # saturated star at (64, 64)
-    image += (3000 * np.exp(-((xx - 2) ** 2 + (yy - 90) ** 2) / 2.0)).astype(np.float32)  # edge star
+    image += (3000 * np.exp(-((xx - 2) ** 2 + (yy - 90) ** 2) / 2.0)).astype(
+        np.float32
+    )  # edge star
     trail = (np.abs((yy - 30) - 0.0 * xx) < 1.0) & (xx > 20) & (xx < 60)
     image[trail] += 2000  # a short trail
     stars = detect_stars(image, threshold=5, saturation=30000)
@@ -57,7 +61,9 @@ def test_deblends_close_pair():
     image, _ = make_star_field((96, 96), 0, rng=3)
     yy, xx = np.mgrid[0:96, 0:96]
     for x0 in (44.0, 51.0):  # two stars 7 px apart (2.3 FWHM)
-        image += (20000 / (2 * np.pi * 1.3**2) * np.exp(-((xx - x0) ** 2 + (yy - 48) ** 2) / (2 * 1.3**2))).astype(np.float32)
+        image += (
+            20000 / (2 * np.pi * 1.3**2) * np.exp(-((xx - x0) ** 2 + (yy - 48) ** 2) / (2 * 1.3**2))
+        ).astype(np.float32)
     stars = detect_stars(image, threshold=5)
     assert len(stars) == 2
     assert np.allclose(sorted(stars["x"]), [44.0, 51.0], atol=0.3)
@@ -88,7 +94,9 @@ def test_fisheye_circle_on_synthetic_disc():
     h, w = 300, 400
     yy, xx = np.mgrid[0:h, 0:w]
     rng = np.random.default_rng(5)
-    image = np.where((xx - 210.0) ** 2 + (yy - 140.0) ** 2 < 120.0**2, 1000.0, 50.0) + rng.normal(0, 5, (h, w))
+    image = np.where((xx - 210.0) ** 2 + (yy - 140.0) ** 2 < 120.0**2, 1000.0, 50.0) + rng.normal(
+        0, 5, (h, w)
+    )
     circle = fisheye_circle(image)
     assert circle is not None
     xc, yc, r = circle

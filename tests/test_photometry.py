@@ -6,13 +6,19 @@ import numpy as np
 import pytest
 
 from skysift.errors import InputError
-from skysift.measurement import aperture_photometry_annulus, gaussian_photometry, instrumental_magnitude
+from skysift.measurement import (
+    aperture_photometry_annulus,
+    gaussian_photometry,
+    instrumental_magnitude,
+)
 from skysift.simulation import make_star_field
 
 
 @pytest.fixture(scope="module")
 def field():
-    return make_star_field((200, 200), 12, fwhm=3.5, flux_range=(2e4, 2e5), background=200, min_separation=25, rng=11)
+    return make_star_field(
+        (200, 200), 12, fwhm=3.5, flux_range=(2e4, 2e5), background=200, min_separation=25, rng=11
+    )
 
 
 def test_gaussian_fit_recovers_position_flux_and_fwhm(field):
@@ -33,7 +39,9 @@ def test_gaussian_fit_recovers_position_flux_and_fwhm(field):
 
 def test_aperture_photometry_recovers_flux_and_background(field):
     image, truth = field
-    t = aperture_photometry_annulus(image, truth["x"], truth["y"], radius=7, annulus=(10, 15), gain=1.0)
+    t = aperture_photometry_annulus(
+        image, truth["x"], truth["y"], radius=7, annulus=(10, 15), gain=1.0
+    )
     # A 2-FWHM radius aperture holds 99.9% of a Gaussian.
     assert np.allclose(t["flux"] / truth["flux"], 1, atol=0.02)
     assert np.allclose(t["background"], 200, atol=3)
@@ -46,7 +54,9 @@ def test_saturation_and_edge_flags():
     yy, xx = np.mgrid[0:60, 0:60]
     image += 1e5 * np.exp(-((xx - 30) ** 2 + (yy - 30) ** 2) / 4.0)
     image = np.minimum(image, 5e4)
-    t = aperture_photometry_annulus(image, [30, 2], [30, 30], radius=4, annulus=(6, 9), saturation=5e4)
+    t = aperture_photometry_annulus(
+        image, [30, 2], [30, 30], radius=4, annulus=(6, 9), saturation=5e4
+    )
     assert t["flags"][0] & 1 and not t["flags"][1] & 1
     assert t["flags"][1] & 2 and not t["flags"][0] & 2
     g = gaussian_photometry(image, [30], [30], saturation=5e4)
@@ -54,7 +64,9 @@ def test_saturation_and_edge_flags():
 
 
 def test_instrumental_magnitude():
-    mag, err = instrumental_magnitude(np.array([100.0, 10000.0, -5.0]), np.array([10.0, 100.0, 1.0]), exposure=10)
+    mag, err = instrumental_magnitude(
+        np.array([100.0, 10000.0, -5.0]), np.array([10.0, 100.0, 1.0]), exposure=10
+    )
     assert mag[0] == pytest.approx(-2.5 * np.log10(10.0))
     assert mag[1] - mag[0] == pytest.approx(-5.0)
     assert np.isnan(mag[2])

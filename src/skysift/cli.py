@@ -24,10 +24,21 @@ app = typer.Typer(
 
 SiteOpt = Annotated[
     tuple[float, float, float] | None,
-    typer.Option("--site", metavar="LAT LON HEIGHT_M", help="Observing site: latitude and longitude in degrees (east positive), height in metres."),
+    typer.Option(
+        "--site",
+        metavar="LAT LON HEIGHT_M",
+        help="Observing site: latitude and longitude in degrees (east positive), height in metres.",
+    ),
 ]
-TimeOpt = Annotated[str | None, typer.Option("--time", metavar="ISO8601", help="Observation time, UTC unless the string has an offset.")]
-OutOpt = Annotated[Path | None, typer.Option("--out", help="Output folder (default ./skysift-out/<stem>/).")]
+TimeOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--time", metavar="ISO8601", help="Observation time, UTC unless the string has an offset."
+    ),
+]
+OutOpt = Annotated[
+    Path | None, typer.Option("--out", help="Output folder (default ./skysift-out/<stem>/).")
+]
 
 
 def _echo(msg: str) -> None:
@@ -44,7 +55,15 @@ def _version_callback(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: Annotated[bool, typer.Option("--version", callback=_version_callback, is_eager=True, help="Print the version and exit.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_version_callback,
+            is_eager=True,
+            help="Print the version and exit.",
+        ),
+    ] = False,
 ) -> None:
     """skysift: stars, streaks, meteors and bolides in night-sky images and videos."""
 
@@ -58,9 +77,13 @@ def _summary(result) -> str:  # noqa: ANN001
     ]
     zp = result.zero_point
     if zp is not None:
-        lines.append(f"zero point ({result.photometric_band}): {zp.zero_point:.3f} ± {zp.zero_point_err:.3f} mag")
+        lines.append(
+            f"zero point ({result.photometric_band}): {zp.zero_point:.3f} ± {zp.zero_point_err:.3f} mag"
+        )
         if "extinction" in zp.terms:
-            lines.append(f"extinction: {zp.extinction_k:.3f} ± {zp.extinction_k_err:.3f} mag/airmass")
+            lines.append(
+                f"extinction: {zp.extinction_k:.3f} ± {zp.extinction_k_err:.3f} mag/airmass"
+            )
         lines.append(f"photometric RMS: {zp.rms_mag:.3f} mag ({zp.n_used} stars)")
     else:
         lines.append("zero point: not fitted (fewer than 5 usable stars)")
@@ -72,8 +95,16 @@ def stars(
     image: Annotated[Path, typer.Argument(help="Image file (FITS, PNG, JPEG, TIFF).")],
     out: OutOpt = None,
     method: Annotated[str, typer.Option(help="Star finder: classical.")] = "classical",
-    threshold: Annotated[float, typer.Option(help="Detection threshold in background sigma.")] = 3.0,
-    mask: Annotated[bool, typer.Option("--mask/--no-mask", help="Mask what is not sky (fisheye ring, obstructions, caption text).")] = True,
+    threshold: Annotated[
+        float, typer.Option(help="Detection threshold in background sigma.")
+    ] = 3.0,
+    mask: Annotated[
+        bool,
+        typer.Option(
+            "--mask/--no-mask",
+            help="Mask what is not sky (fisheye ring, obstructions, caption text).",
+        ),
+    ] = True,
     plot: Annotated[bool, typer.Option("--plot/--no-plot", help="Write stars.png.")] = True,
 ) -> None:
     """Detect stars and write stars.ecsv (and stars.png)."""
@@ -88,7 +119,13 @@ def stars(
     out_dir = ensure_out_dir(out, frame.name)
     path = write_stars(found, out_dir)
     if plot:
-        plot_stars(frame.data, found, out_dir / "stars.png", mask=None if sky is None else sky.mask, title=f"{frame.name}: {len(found)} stars")
+        plot_stars(
+            frame.data,
+            found,
+            out_dir / "stars.png",
+            mask=None if sky is None else sky.mask,
+            title=f"{frame.name}: {len(found)} stars",
+        )
     typer.echo(f"{len(found)} stars -> {path}")
 
 
@@ -97,10 +134,20 @@ def calibrate(
     image: Annotated[Path, typer.Argument(help="Image file (FITS, PNG, JPEG, TIFF).")],
     site: SiteOpt = None,
     time: TimeOpt = None,
-    pairs: Annotated[Path | None, typer.Option("--pairs", help="Manual identifications: CSV/ECSV with columns x, y, star (>= 4 rows).")] = None,
+    pairs: Annotated[
+        Path | None,
+        typer.Option(
+            "--pairs", help="Manual identifications: CSV/ECSV with columns x, y, star (>= 4 rows)."
+        ),
+    ] = None,
     out: OutOpt = None,
-    mode: Annotated[str, typer.Option(help="auto, allsky (fisheye model) or narrow (blind plate solve).")] = "auto",
-    fov: Annotated[float | None, typer.Option("--fov", help="Field of view hint for the plate solver, degrees.")] = None,
+    mode: Annotated[
+        str, typer.Option(help="auto, allsky (fisheye model) or narrow (blind plate solve).")
+    ] = "auto",
+    fov: Annotated[
+        float | None,
+        typer.Option("--fov", help="Field of view hint for the plate solver, degrees."),
+    ] = None,
     plot: Annotated[bool, typer.Option("--plot/--no-plot", help="Write calibration.png.")] = True,
 ) -> None:
     """Calibrate a frame: identify stars, fit the camera model and the zero point."""

@@ -32,7 +32,9 @@ def samples() -> dict[str, Sample]:
     out = {}
     for name, d in index.items():
         site = Site.from_dict(d["site"]) if d.get("site") else None
-        out[name] = Sample(name, Path(str(root / d["file"])), d["description"], site, d["source"], d["licence"])
+        out[name] = Sample(
+            name, Path(str(root / d["file"])), d["description"], site, d["source"], d["licence"]
+        )
     return out
 
 

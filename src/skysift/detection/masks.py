@@ -45,7 +45,9 @@ class SkyMask:
 def _smooth_level(image: np.ndarray, scale: int) -> tuple[np.ndarray, int]:
     """Median-filtered copy at 1/scale resolution (stars removed)."""
     h, w = image.shape
-    small = cv2.resize(image, (max(8, w // scale), max(8, h // scale)), interpolation=cv2.INTER_AREA)
+    small = cv2.resize(
+        image, (max(8, w // scale), max(8, h // scale)), interpolation=cv2.INTER_AREA
+    )
     small = ndimage.median_filter(small, size=5, mode="nearest")
     return small.astype(np.float32), scale
 
@@ -63,7 +65,9 @@ def _otsu(values: np.ndarray) -> float:
     return float(centres[int(np.argmax(between))])
 
 
-def fisheye_circle(image: np.ndarray, *, min_contrast: float = 8.0) -> tuple[float, float, float] | None:
+def fisheye_circle(
+    image: np.ndarray, *, min_contrast: float = 8.0
+) -> tuple[float, float, float] | None:
     """Find the illuminated circle of a fisheye image.
 
     The image is smoothed at low resolution, split into dark and bright
@@ -103,7 +107,12 @@ def fisheye_circle(image: np.ndarray, *, min_contrast: float = 8.0) -> tuple[flo
     pts = np.vstack([c.reshape(-1, 2) for c in contours]).astype(np.float64)
     hull = cv2.convexHull(pts.astype(np.float32)).reshape(-1, 2).astype(np.float64)
     # Densify the hull and fit a circle (algebraic least squares, Kasa 1976).
-    seg = np.vstack([np.linspace(hull[i], hull[(i + 1) % len(hull)], 20, endpoint=False) for i in range(len(hull))])
+    seg = np.vstack(
+        [
+            np.linspace(hull[i], hull[(i + 1) % len(hull)], 20, endpoint=False)
+            for i in range(len(hull))
+        ]
+    )
     h, w = small.shape
     inside = (seg[:, 0] > 0.5) & (seg[:, 0] < w - 1.5) & (seg[:, 1] > 0.5) & (seg[:, 1] < h - 1.5)
     if inside.sum() < 0.3 * len(seg):
@@ -149,13 +158,21 @@ def obstruction_mask(
     h, w = data.shape
     small, scale = _smooth_level(data, 4)
     sh, sw = small.shape
-    reg = np.ones_like(small, dtype=bool) if region is None else cv2.resize(
-        region.astype(np.uint8), (sw, sh), interpolation=cv2.INTER_NEAREST
-    ).astype(bool)
+    reg = (
+        np.ones_like(small, dtype=bool)
+        if region is None
+        else cv2.resize(region.astype(np.uint8), (sw, sh), interpolation=cv2.INTER_NEAREST).astype(
+            bool
+        )
+    )
     if reg.sum() < 100:
         return np.zeros((h, w), dtype=bool)
     sky = float(np.median(small[reg]))
-    outside = float(np.percentile(small[~reg], 50)) if (~reg).any() else float(np.percentile(small[reg], 1))
+    outside = (
+        float(np.percentile(small[~reg], 50))
+        if (~reg).any()
+        else float(np.percentile(small[reg], 1))
+    )
     if sky - outside <= 0:
         return np.zeros((h, w), dtype=bool)
     # Local sky level: a wide median of the inside, to follow gradients (light domes).
@@ -177,7 +194,9 @@ def obstruction_mask(
         large = np.flatnonzero(sizes > 400) + 1
         if large.size:
             big = ndimage.binary_dilation(np.isin(lab_b, large), iterations=15)
-    dark_full = cv2.resize(dark.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
+    dark_full = cv2.resize(dark.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).astype(
+        bool
+    )
     dark_full = ndimage.binary_dilation(dark_full, iterations=scale)
     return dark_full | big
 
@@ -227,7 +246,11 @@ def caption_text_mask(
     mask = np.zeros((h, w), dtype=bool)
     if n_s == 0:
         return mask
-    closed = cv2.morphologyEx(strokes.astype(np.uint8), cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (15, 5)))
+    closed = cv2.morphologyEx(
+        strokes.astype(np.uint8),
+        cv2.MORPH_CLOSE,
+        cv2.getStructuringElement(cv2.MORPH_RECT, (15, 5)),
+    )
     lab, n = ndimage.label(closed)
     for i, sl in enumerate(ndimage.find_objects(lab), start=1):
         if sl is None:
@@ -248,7 +271,10 @@ def caption_text_mask(
         fill = strokes[sl][region].mean()
         if n_strokes >= min_chars and 0.05 <= fill <= 0.95:
             pad = 4
-            mask[max(0, sl[0].start - pad) : sl[0].stop + pad, max(0, sl[1].start - pad) : sl[1].stop + pad] = True
+            mask[
+                max(0, sl[0].start - pad) : sl[0].stop + pad,
+                max(0, sl[1].start - pad) : sl[1].stop + pad,
+            ] = True
     return mask
 
 

@@ -189,7 +189,9 @@ class ClassicalStarFinder:
                 raise InputError(msg)
             bad |= mask
         if bad.all():
-            warnings.warn("every pixel is masked: no star detected", NoDetectionsWarning, stacklevel=2)
+            warnings.warn(
+                "every pixel is masked: no star detected", NoDetectionsWarning, stacklevel=2
+            )
             return empty_star_table()
         bkg = background or estimate_background(data, bad, box_size=self.box_size)
         sub = data - bkg.level

@@ -8,10 +8,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import astropy.units as u
 import numpy as np
 from astropy.coordinates import EarthLocation
 from astropy.time import Time
-import astropy.units as u
 
 from skysift.errors import InputError
 

@@ -119,7 +119,22 @@ def gaussian_photometry(
     half = box // 2
     h, w = data.shape
     n = len(x)
-    cols = {k: np.full(n, np.nan) for k in ("x", "y", "x_err", "y_err", "amplitude", "sigma_x", "sigma_y", "background", "flux", "flux_err", "fwhm")}
+    cols = {
+        k: np.full(n, np.nan)
+        for k in (
+            "x",
+            "y",
+            "x_err",
+            "y_err",
+            "amplitude",
+            "sigma_x",
+            "sigma_y",
+            "background",
+            "flux",
+            "flux_err",
+            "fwhm",
+        )
+    }
     flags = np.zeros(n, dtype=np.int64)
     for i in range(n):
         cx, cy = x[i], y[i]
@@ -263,7 +278,10 @@ def aperture_photometry_annulus(
         raise InputError(msg)
     pos = np.column_stack([x, y])
     if len(pos) == 0:
-        return Table({k: np.zeros(0) for k in ("x", "y", "flux", "flux_err", "background", "background_rms")} | {"flags": np.zeros(0, int)})
+        return Table(
+            {k: np.zeros(0) for k in ("x", "y", "flux", "flux_err", "background", "background_rms")}
+            | {"flags": np.zeros(0, int)}
+        )
     aper = CircularAperture(pos, r=radius)
     ann = CircularAnnulus(pos, r_in=r_in, r_out=r_out)
     clean = np.where(bad, 0.0, data)

@@ -17,20 +17,49 @@ if TYPE_CHECKING:
 __all__ = ["write_stars", "write_calibration", "MATCH_COLUMNS"]
 
 #: Columns of matches.ecsv, in order (extra columns follow).
-MATCH_COLUMNS = ("x", "y", "catalog_id", "ra", "dec", "alt", "az", "catalog_mag", "inst_mag", "mag", "residual_px")
-_UNITS = {"x": "pix", "y": "pix", "ra": "deg", "dec": "deg", "alt": "deg", "az": "deg", "catalog_mag": "mag", "inst_mag": "mag", "mag": "mag", "residual_px": "pix", "mag_err": "mag", "inst_mag_err": "mag"}
+MATCH_COLUMNS = (
+    "x",
+    "y",
+    "catalog_id",
+    "ra",
+    "dec",
+    "alt",
+    "az",
+    "catalog_mag",
+    "inst_mag",
+    "mag",
+    "residual_px",
+)
+_UNITS = {
+    "x": "pix",
+    "y": "pix",
+    "ra": "deg",
+    "dec": "deg",
+    "alt": "deg",
+    "az": "deg",
+    "catalog_mag": "mag",
+    "inst_mag": "mag",
+    "mag": "mag",
+    "residual_px": "pix",
+    "mag_err": "mag",
+    "inst_mag_err": "mag",
+}
 
 
 def write_stars(stars: Table, out_dir: str | Path) -> Path:
     """Write ``stars.ecsv`` (every detection, 0-based pixel coordinates)."""
     t = stars.copy()
-    t.meta["comment"] = "skysift detections; x, y are 0-based pixels, (0, 0) is the centre of the first pixel"
+    t.meta["comment"] = (
+        "skysift detections; x, y are 0-based pixels, (0, 0) is the centre of the first pixel"
+    )
     return write_table(t, Path(out_dir) / "stars.ecsv")
 
 
 def _matches_table(result: CalibrationResult) -> Table:
     m = result.matches
-    cols = [c for c in MATCH_COLUMNS if c in m.colnames] + [c for c in m.colnames if c not in MATCH_COLUMNS]
+    cols = [c for c in MATCH_COLUMNS if c in m.colnames] + [
+        c for c in m.colnames if c not in MATCH_COLUMNS
+    ]
     t = Table()
     for c in cols:
         values = m[c]
@@ -42,11 +71,15 @@ def _matches_table(result: CalibrationResult) -> Table:
             t[c] = np.full(len(t), np.nan)
             t[c].unit = "deg"
     t.meta["catalog_band"] = result.photometric_band
-    t.meta["comment"] = "skysift identified stars; x, y 0-based pixels; ra, dec ICRS degrees; alt, az degrees (az from north through east)"
+    t.meta["comment"] = (
+        "skysift identified stars; x, y 0-based pixels; ra, dec ICRS degrees; alt, az degrees (az from north through east)"
+    )
     return t
 
 
-def write_calibration(result: CalibrationResult, out_dir: str | Path, *, plot: bool = True) -> dict[str, Path]:
+def write_calibration(
+    result: CalibrationResult, out_dir: str | Path, *, plot: bool = True
+) -> dict[str, Path]:
     """Write every file of a calibration into ``out_dir``.
 
     Files: ``stars.ecsv``, ``matches.ecsv``, ``calibration.json`` (model and

@@ -30,7 +30,14 @@ def _figure(*args, **kwargs):
     return Figure(*args, **kwargs)
 
 
-def plot_stars(image: np.ndarray, stars: Table, path: str | Path, *, mask: np.ndarray | None = None, title: str = "") -> Path:
+def plot_stars(
+    image: np.ndarray,
+    stars: Table,
+    path: str | Path,
+    *,
+    mask: np.ndarray | None = None,
+    title: str = "",
+) -> Path:
     """Save the image with detected stars circled (flagged ones in orange).
 
     Parameters
@@ -53,12 +60,31 @@ def plot_stars(image: np.ndarray, stars: Table, path: str | Path, *, mask: np.nd
     ax = fig.add_axes((0, 0, 1, 0.95 if title else 1))
     ax.imshow(_display(image), cmap="gray", origin="upper", interpolation="nearest")
     if mask is not None and mask.any():
-        ax.imshow(np.ma.masked_where(~mask, np.ones_like(image)), cmap="autumn", alpha=0.25, origin="upper")
+        ax.imshow(
+            np.ma.masked_where(~mask, np.ones_like(image)),
+            cmap="autumn",
+            alpha=0.25,
+            origin="upper",
+        )
     if len(stars):
         flagged = np.asarray(stars["flags"]) != 0
         r = np.clip(2.5 * np.asarray(stars["fwhm"], float), 4, 30) ** 2
-        ax.scatter(stars["x"][~flagged], stars["y"][~flagged], s=r[~flagged], facecolors="none", edgecolors="cyan", lw=0.6)
-        ax.scatter(stars["x"][flagged], stars["y"][flagged], s=r[flagged], facecolors="none", edgecolors="orange", lw=0.6)
+        ax.scatter(
+            stars["x"][~flagged],
+            stars["y"][~flagged],
+            s=r[~flagged],
+            facecolors="none",
+            edgecolors="cyan",
+            lw=0.6,
+        )
+        ax.scatter(
+            stars["x"][flagged],
+            stars["y"][flagged],
+            s=r[flagged],
+            facecolors="none",
+            edgecolors="orange",
+            lw=0.6,
+        )
     ax.set_xlim(-0.5, w - 0.5)
     ax.set_ylim(h - 0.5, -0.5)
     ax.set_axis_off()
@@ -107,7 +133,14 @@ def plot_calibration(result: CalibrationResult, path: str | Path, *, n_names: in
                 label = star_name(int(cid[4:])) or cid
             except ValueError:
                 label = cid
-        ax.annotate(label, (m["x"][i], m["y"][i]), xytext=(6, 6), textcoords="offset points", color="yellow", fontsize=8)
+        ax.annotate(
+            label,
+            (m["x"][i], m["y"][i]),
+            xytext=(6, 6),
+            textcoords="offset points",
+            color="yellow",
+            fontsize=8,
+        )
     ax.set_xlim(-0.5, w - 0.5)
     ax.set_ylim(h - 0.5, -0.5)
     ax.set_axis_off()
@@ -121,9 +154,19 @@ def plot_calibration(result: CalibrationResult, path: str | Path, *, n_names: in
     fig.suptitle(title, fontsize=11)
 
     ax1 = fig.add_axes((0.66, 0.56, 0.31, 0.34))
-    radius = np.asarray(m["radius_norm"], float) if "radius_norm" in m.colnames else np.hypot(m["x"] - w / 2, m["y"] - h / 2)
+    radius = (
+        np.asarray(m["radius_norm"], float)
+        if "radius_norm" in m.colnames
+        else np.hypot(m["x"] - w / 2, m["y"] - h / 2)
+    )
     ax1.scatter(radius, m["residual_px"], s=6, color="tab:blue")
-    ax1.axhline(result.astrometric_rms_px, color="k", ls="--", lw=0.8, label=f"RMS {result.astrometric_rms_px:.2f} px")
+    ax1.axhline(
+        result.astrometric_rms_px,
+        color="k",
+        ls="--",
+        lw=0.8,
+        label=f"RMS {result.astrometric_rms_px:.2f} px",
+    )
     ax1.set_xlabel("distance from optical centre (fraction of horizon / half-diagonal)")
     ax1.set_ylabel("position residual (px)")
     ax1.legend(loc="upper left", fontsize=8)
@@ -131,9 +174,19 @@ def plot_calibration(result: CalibrationResult, path: str | Path, *, n_names: in
     ax2 = fig.add_axes((0.66, 0.09, 0.31, 0.34))
     if "mag" in m.colnames and np.isfinite(np.asarray(m["mag"], float)).any():
         dm = cat_mag - np.asarray(m["mag"], float)
-        used = np.asarray(m["used_in_zp"], bool) if "used_in_zp" in m.colnames else np.ones(len(m), bool)
+        used = (
+            np.asarray(m["used_in_zp"], bool)
+            if "used_in_zp" in m.colnames
+            else np.ones(len(m), bool)
+        )
         ax2.scatter(cat_mag[used], dm[used], s=6, color="tab:blue", label="used in fit")
-        ax2.scatter(cat_mag[~used], dm[~used], s=6, color="tab:orange", label="excluded (saturated, blended, clipped)")
+        ax2.scatter(
+            cat_mag[~used],
+            dm[~used],
+            s=6,
+            color="tab:orange",
+            label="excluded (saturated, blended, clipped)",
+        )
         ax2.axhline(0, color="k", lw=0.8)
         lim = np.nanpercentile(np.abs(dm[used]), 99) if used.any() else 1.0
         ax2.set_ylim(-max(1.0, 1.5 * lim), max(1.0, 1.5 * lim))

@@ -27,7 +27,13 @@ from astropy.time import Time
 
 from skysift.detection.masks import SkyMask, sky_mask
 from skysift.detection.stars import StarFlag, detect_stars
-from skysift.errors import CalibrationError, InputError, NoDetectionsWarning, NotEnoughStarsError
+from skysift.errors import (
+    CalibrationError,
+    InputError,
+    NoDetectionsWarning,
+    NotEnoughStarsError,
+    SkysiftError,
+)
 from skysift.io.frame import Frame, Site
 from skysift.measurement.photometry import aperture_photometry_annulus, instrumental_magnitude
 
@@ -39,7 +45,9 @@ MIN_STARS = 8
 #: Flags that exclude a star from the astrometric solve.
 _SOLVE_EXCLUDE = StarFlag.ELONGATED | StarFlag.TRUNCATED
 #: Flags that exclude a star from the zero-point fit.
-_ZP_EXCLUDE = StarFlag.SATURATED | StarFlag.EDGE | StarFlag.BLENDED | StarFlag.ELONGATED | StarFlag.TRUNCATED
+_ZP_EXCLUDE = (
+    StarFlag.SATURATED | StarFlag.EDGE | StarFlag.BLENDED | StarFlag.ELONGATED | StarFlag.TRUNCATED
+)
 
 
 def find_stars(
@@ -154,7 +162,11 @@ class CalibrationResult:
             "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
         }
         if self.sky is not None and self.sky.circle is not None:
-            d["fisheye_circle"] = {"x": self.sky.circle[0], "y": self.sky.circle[1], "radius": self.sky.circle[2]}
+            d["fisheye_circle"] = {
+                "x": self.sky.circle[0],
+                "y": self.sky.circle[1],
+                "radius": self.sky.circle[2],
+            }
         return d
 
 
@@ -168,7 +180,9 @@ def _is_allsky(frame: Frame, sky: SkyMask | None) -> bool:
     return sky is not None and sky.circle is not None
 
 
-def _solve_allsky(stars: Table, frame: Frame, site: Site | None, time: Time | None, sky: SkyMask | None) -> Any:
+def _solve_allsky(
+    stars: Table, frame: Frame, site: Site | None, time: Time | None, sky: SkyMask | None
+) -> Any:
     from skysift.calibration.fisheye import solve_fisheye
 
     if site is None or time is None:
@@ -181,11 +195,15 @@ def _solve_allsky(stars: Table, frame: Frame, site: Site | None, time: Time | No
     return solve_fisheye(stars, site, time, frame.shape, image=frame.data)
 
 
-def _radius_norm(matches: Table, model_type: str, frame: Frame, sky: SkyMask | None, solution: Any) -> np.ndarray:
+def _radius_norm(
+    matches: Table, model_type: str, frame: Frame, sky: SkyMask | None, solution: Any
+) -> np.ndarray:
     """Distance from the optical centre, as a fraction of the horizon/half-diagonal."""
     if model_type == "fisheye":
         x0, y0 = solution.model.x0, solution.model.y0
-        scale = sky.circle[2] if sky is not None and sky.circle is not None else 0.5 * min(frame.shape)
+        scale = (
+            sky.circle[2] if sky is not None and sky.circle is not None else 0.5 * min(frame.shape)
+        )
     else:
         h, w = frame.shape
         x0, y0 = (w - 1) / 2, (h - 1) / 2
@@ -193,10 +211,14 @@ def _radius_norm(matches: Table, model_type: str, frame: Frame, sky: SkyMask | N
     return np.hypot(np.asarray(matches["x"]) - x0, np.asarray(matches["y"]) - y0) / scale
 
 
-def _photometry(matches: Table, stars: Table, frame: Frame, sky: SkyMask | None, model_type: str, solution: Any) -> Any:
+def _photometry(
+    matches: Table, stars: Table, frame: Frame, sky: SkyMask | None, model_type: str, solution: Any
+) -> Any:
     from skysift.calibration.photometric import fit_zero_point
 
-    good = (np.asarray(stars["flags"]) & int(StarFlag.SATURATED | StarFlag.BLENDED | StarFlag.ELONGATED)) == 0
+    good = (
+        np.asarray(stars["flags"]) & int(StarFlag.SATURATED | StarFlag.BLENDED | StarFlag.ELONGATED)
+    ) == 0
     fwhm = float(np.nanmedian(stars["fwhm"][good])) if good.any() else 3.0
     r = float(np.clip(1.5 * fwhm, 2.5, 15.0))
     mask = frame.mask if sky is None else (frame.mask | sky.mask)
@@ -216,7 +238,9 @@ def _photometry(matches: Table, stars: Table, frame: Frame, sky: SkyMask | None,
     matches["inst_mag_err"] = inst_err
     det_flags = np.asarray(stars["flags"])[np.asarray(matches["star_index"])]
     matches["flags"] = det_flags | np.asarray(phot["flags"])
-    usable = ((det_flags & int(_ZP_EXCLUDE)) == 0) & (np.asarray(phot["flags"]) == 0) & np.isfinite(inst)
+    usable = (
+        ((det_flags & int(_ZP_EXCLUDE)) == 0) & (np.asarray(phot["flags"]) == 0) & np.isfinite(inst)
+    )
     usable &= np.isfinite(np.asarray(matches["catalog_mag"], dtype=float))
     kw: dict[str, Any] = {"radius": _radius_norm(matches, model_type, frame, sky, solution)}
     if "alt" in matches.colnames and np.isfinite(np.asarray(matches["alt"], float)).all():
@@ -312,14 +336,20 @@ def calibrate(
 
     t0 = _time.perf_counter()
     allsky = mode == "allsky" or (mode == "auto" and _is_allsky(frame, sky))
-    if pairs is not None:
-        solution, model_type = _solve_pairs(pairs, solve_stars, frame, site, time, allsky)
-    elif allsky:
-        solution, model_type = _solve_allsky(solve_stars, frame, site, time, sky), "fisheye"
-    else:
-        from skysift.calibration.platesolve import solve_plate
+    try:
+        if pairs is not None:
+            solution, model_type = _solve_pairs(pairs, solve_stars, frame, site, time, allsky)
+        elif allsky:
+            solution, model_type = _solve_allsky(solve_stars, frame, site, time, sky), "fisheye"
+        else:
+            from skysift.calibration.platesolve import solve_plate
 
-        solution, model_type = solve_plate(solve_stars, frame.shape, fov_deg=fov_deg), "tan-sip"
+            solution, model_type = solve_plate(solve_stars, frame.shape, fov_deg=fov_deg), "tan-sip"
+    except SkysiftError as err:
+        # Name the file in the one-line message, keeping the error's type (and exit code).
+        if str(err).startswith(f"{frame.name}:"):
+            raise
+        raise type(err)(f"{frame.name}: {err}") from err
     timings["astrometry"] = _time.perf_counter() - t0
     matches = _finish_matches(solution.matches, solve_stars, model_type, site, time)
 
@@ -342,7 +372,9 @@ def calibrate(
     )
 
 
-def _solve_pairs(pairs: Any, stars: Table, frame: Frame, site: Site | None, time: Time | None, allsky: bool) -> tuple[Any, str]:
+def _solve_pairs(
+    pairs: Any, stars: Table, frame: Frame, site: Site | None, time: Time | None, allsky: bool
+) -> tuple[Any, str]:
     from skysift.calibration import pairs as pairs_mod
 
     table = pairs if isinstance(pairs, Table) else pairs_mod.read_pairs(pairs)
@@ -355,7 +387,9 @@ def _solve_pairs(pairs: Any, stars: Table, frame: Frame, site: Site | None, time
     raise InputError(msg)
 
 
-def _finish_matches(matches: Table, solve_stars: Table, model_type: str, site: Site | None, time: Time | None) -> Table:
+def _finish_matches(
+    matches: Table, solve_stars: Table, model_type: str, site: Site | None, time: Time | None
+) -> Table:
     """Map solver rows back to detection rows and add alt/az when site and time are known."""
     m = matches.copy()
     # The solvers index the table they were given; map to rows of the full detection table.

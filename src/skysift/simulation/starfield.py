@@ -84,7 +84,11 @@ def make_star_field(
         tries += 1
         x = rng.uniform(border, w - 1 - border)
         y = rng.uniform(border, h - 1 - border)
-        if min_separation > 0 and xs and np.min(np.hypot(np.array(xs) - x, np.array(ys) - y)) < min_separation:
+        if (
+            min_separation > 0
+            and xs
+            and np.min(np.hypot(np.array(xs) - x, np.array(ys) - y)) < min_separation
+        ):
             continue
         xs.append(x)
         ys.append(y)
