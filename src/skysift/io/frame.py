@@ -86,7 +86,8 @@ class Frame:
         Data-quality mask, ``True`` = bad pixel (NaN, not sky). Default: the
         non-finite pixels of ``data``.
     time : astropy.time.Time, optional
-        Mid-exposure (or start, when only that is known) time, UTC.
+        Start of the exposure, UTC, as written in the file (FITS ``DATE-OBS``
+        is the exposure start) or given by the user; see :attr:`mid_time`.
     exposure : float, optional
         Exposure time in seconds.
     site : Site, optional
@@ -141,6 +142,13 @@ class Frame:
     def shape(self) -> tuple[int, int]:
         """Image shape ``(H, W)`` in pixels."""
         return self.data.shape  # type: ignore[return-value]
+
+    @property
+    def mid_time(self) -> Time | None:
+        """Mid-exposure time: ``time + exposure / 2`` (``time`` if the exposure is unknown)."""
+        if self.time is None or not self.exposure:
+            return self.time
+        return self.time + self.exposure * u.s / 2
 
     @property
     def name(self) -> str:
