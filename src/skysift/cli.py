@@ -148,15 +148,23 @@ def calibrate(
         float | None,
         typer.Option("--fov", help="Field of view hint for the plate solver, degrees."),
     ] = None,
+    exposure: Annotated[
+        float | None,
+        typer.Option("--exposure", help="Exposure time in seconds (overrides the file's)."),
+    ] = None,
     plot: Annotated[bool, typer.Option("--plot/--no-plot", help="Write calibration.png.")] = True,
 ) -> None:
-    """Calibrate a frame: identify stars, fit the camera model and the zero point."""
+    """Calibrate a frame: identify stars, fit the camera model and the zero point.
+
+    --time is the start of the exposure; with a known exposure time the sky is
+    computed at mid-exposure.
+    """
     from skysift.io import read_frame
     from skysift.outputs import ensure_out_dir
     from skysift.outputs.calibration import write_calibration
     from skysift.pipeline.calibrate import calibrate as run
 
-    frame = read_frame(image, site=site, time=time)
+    frame = read_frame(image, site=site, time=time, exposure=exposure)
     result = run(frame, pairs=pairs, mode=mode, fov_deg=fov)
     out_dir = ensure_out_dir(out, frame.name)
     write_calibration(result, out_dir, plot=plot)

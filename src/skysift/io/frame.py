@@ -121,7 +121,9 @@ class Frame:
         if data.shape[0] < 8 or data.shape[1] < 8:
             msg = f"image too small ({data.shape[1]}x{data.shape[0]} px){where}"
             raise InputError(msg)
-        if not np.issubdtype(data.dtype, np.number) or np.issubdtype(data.dtype, np.complexfloating):
+        if not np.issubdtype(data.dtype, np.number) or np.issubdtype(
+            data.dtype, np.complexfloating
+        ):
             msg = f"image data must be real numbers, got dtype {data.dtype}{where}"
             raise InputError(msg)
         self.data = data.astype(np.float32, copy=False)
