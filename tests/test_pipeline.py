@@ -155,3 +155,28 @@ def test_demo_runs_on_bundled_sample(tmp_path, capsys):
         "mag",
         "residual_px",
     ]
+
+
+def test_manual_pairs_fallback_on_magic(data_dir, tmp_path):
+    # Five bright stars clicked by hand (positions read off the frame to ~1 px,
+    # named as a user would): the same fisheye model is fitted and extended.
+    frame = read_frame(data_dir / "magic_allsky" / "20180817_0055.fits", site=LA_PALMA)
+    auto = calibrate(frame)
+    m = auto.matches
+    rng = np.random.default_rng(7)
+    rows = []
+    for hip, name in ((91262, "Vega"), (97649, "Altair"), (102098, "Deneb"), (11767, "Polaris"), (677, "Alpheratz")):
+        r = m[m["catalog_id"] == f"HIP {hip}"]
+        assert len(r) == 1, name
+        x, y = r["x"][0] + rng.uniform(-1, 1), r["y"][0] + rng.uniform(-1, 1)
+        rows.append(f"{x:.1f},{y:.1f},{name}")
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("x,y,star\n" + "\n".join(rows) + "\n")
+    manual = calibrate(frame, pairs=pairs)
+    assert manual.model_type == "fisheye"
+    assert manual.n_matched >= 300
+    assert manual.astrometric_rms_px <= 1.0
+    # Same camera model as the automatic one: zenith pixels within 1 px.
+    za = np.array(auto.solution.model.zenith_pixel)
+    zm = np.array(manual.solution.model.zenith_pixel)
+    assert np.hypot(*(za - zm)) < 1.0

@@ -1,1 +1,1 @@
-"""skysift.calibration."""
+"""Calibration: catalogues, astrometric camera models (fisheye, TAN-SIP) and the photometric zero point."""

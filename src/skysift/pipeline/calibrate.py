@@ -185,7 +185,7 @@ def _is_allsky(frame: Frame, sky: SkyMask | None) -> bool:
 def _solve_allsky(
     stars: Table, frame: Frame, site: Site | None, time: Time | None, sky: SkyMask | None
 ) -> Any:
-    from skysift.calibration.fisheye import solve_fisheye
+    from skysift.calibration.allsky import solve_fisheye
 
     if site is None or time is None:
         missing = " and ".join(n for n, v in (("site", site), ("time", time)) if v is None)
@@ -241,7 +241,8 @@ def _photometry(
     matches["flux_err"] = phot["flux_err"]
     matches["inst_mag"] = inst
     matches["inst_mag_err"] = inst_err
-    det_flags = np.asarray(stars["flags"])[np.asarray(matches["star_index"])]
+    idx = np.asarray(matches["star_index"], dtype=int)
+    det_flags = np.where(idx >= 0, np.asarray(stars["flags"])[np.clip(idx, 0, None)], 0)
     matches["flags"] = det_flags | np.asarray(phot["flags"])
     usable = (
         ((det_flags & int(_ZP_EXCLUDE)) == 0) & (np.asarray(phot["flags"]) == 0) & np.isfinite(inst)
@@ -348,7 +349,7 @@ def calibrate(
     allsky = mode == "allsky" or (mode == "auto" and _is_allsky(frame, sky))
     try:
         if pairs is not None:
-            solution, model_type = _solve_pairs(pairs, solve_stars, frame, site, time, allsky)
+            solution, model_type = _solve_pairs(pairs, solve_stars, frame, site, time, allsky, mode)
         elif allsky:
             solution, model_type = _solve_allsky(solve_stars, frame, site, time, sky), "fisheye"
         else:
@@ -383,18 +384,50 @@ def calibrate(
 
 
 def _solve_pairs(
-    pairs: Any, stars: Table, frame: Frame, site: Site | None, time: Time | None, allsky: bool
+    pairs: Any, stars: Table, frame: Frame, site: Site | None, time: Time | None, allsky: bool, mode: str
 ) -> tuple[Any, str]:
-    from skysift.calibration import pairs as pairs_mod
+    """Manual fallback (bolide report §5.3): fit the camera model to >= 4 identified stars.
 
-    table = pairs if isinstance(pairs, Table) else pairs_mod.read_pairs(pairs)
-    if allsky or (site is not None and time is not None):
+    With site and time (or an all-sky frame) the fisheye model is fitted and
+    then extended to every detection with the automatic refinement; otherwise
+    a TAN(-SIP) WCS is fitted to the pairs' catalogue RA/Dec.
+    """
+    from skysift.calibration.catalog import lookup_hip
+    from skysift.calibration.pairs import extend_to_detections, fit_fisheye_pairs, read_pairs
+
+    table = pairs if isinstance(pairs, Table) else read_pairs(pairs)
+    xy = np.column_stack([np.asarray(table["x"], float), np.asarray(table["y"], float)])
+    hip = np.asarray(table["hip"], dtype=np.int64)
+    if mode != "narrow" and (allsky or (site is not None and time is not None)):
         if site is None or time is None:
             msg = f"{frame.name}: manual all-sky calibration needs --site and --time"
             raise InputError(msg)
-        return pairs_mod.calibrate_from_pairs(table, stars, site, time, frame.shape), "fisheye"
-    msg = f"{frame.name}: manual pairs need --site and --time (fisheye model)"
-    raise InputError(msg)
+        manual = fit_fisheye_pairs(xy, hip, site, time, frame.shape)
+        try:
+            return extend_to_detections(manual, stars, image=frame.data), "fisheye"
+        except NotEnoughStarsError:
+            # Keep the hand-made solution: its stars are the pairs themselves.
+            manual.matches["star_index"] = _nearest_detection(manual.matches, stars)
+            return manual, "fisheye"
+    from skysift.calibration.platesolve import fit_wcs_pairs
+
+    cat = lookup_hip(hip, epoch=time)
+    radec = np.column_stack([np.asarray(cat["ra"], float), np.asarray(cat["dec"], float)])
+    solution = fit_wcs_pairs(xy, radec, frame.shape)
+    solution.matches["star_index"] = _nearest_detection(solution.matches, stars)
+    return solution, "tan-sip"
+
+
+def _nearest_detection(matches: Table, stars: Table, radius: float = 3.0) -> np.ndarray:
+    """Row of ``stars`` within ``radius`` px of each match (-1 if none)."""
+    if len(stars) == 0 or len(matches) == 0:
+        return np.full(len(matches), -1, dtype=int)
+    d = np.hypot(
+        np.asarray(matches["x"])[:, None] - np.asarray(stars["x"])[None, :],
+        np.asarray(matches["y"])[:, None] - np.asarray(stars["y"])[None, :],
+    )
+    idx = np.argmin(d, axis=1)
+    return np.where(d[np.arange(len(idx)), idx] <= radius, idx, -1)
 
 
 def _finish_matches(
@@ -402,8 +435,11 @@ def _finish_matches(
 ) -> Table:
     """Map solver rows back to detection rows and add alt/az when site and time are known."""
     m = matches.copy()
-    # The solvers index the table they were given; map to rows of the full detection table.
-    m["star_index"] = np.asarray(solve_stars["star_index"])[np.asarray(m["star_index"], dtype=int)]
+    # The solvers index the table they were given; map to rows of the full detection
+    # table (-1: a manual pair without a detection).
+    idx = np.asarray(m["star_index"], dtype=int)
+    full = np.asarray(solve_stars["star_index"])
+    m["star_index"] = np.where(idx >= 0, full[np.clip(idx, 0, None)], -1) if len(full) else idx
     if ("alt" not in m.colnames) and site is not None and time is not None and len(m):
         from skysift.calibration.catalog import star_altaz
 
