@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import sep
 
+from skysift._validation import check_image
 from skysift.errors import InputError
 
 __all__ = ["BackgroundMap", "estimate_background"]
@@ -66,13 +67,7 @@ def estimate_background(
     InputError
         If the image is not 2-D or has no usable pixel.
     """
-    data = np.ascontiguousarray(image, dtype=np.float32)
-    if data.ndim != 2:
-        msg = f"background needs a 2-D image, got shape {data.shape}"
-        raise InputError(msg)
-    bad = ~np.isfinite(data)
-    if mask is not None:
-        bad = bad | np.asarray(mask, dtype=bool)
+    data, bad = check_image(image, mask, what="background")
     if bad.all():
         msg = "background: every pixel is masked or not finite"
         raise InputError(msg)

@@ -15,6 +15,7 @@ import numpy as np
 import sep
 from astropy.table import Table
 
+from skysift._validation import check_image
 from skysift.detection.background import BackgroundMap, estimate_background
 from skysift.errors import InputError, NoDetectionsWarning
 
@@ -177,17 +178,7 @@ class ClassicalStarFinder:
         InputError
             If the image is not 2-D or the mask has another shape.
         """
-        data = np.ascontiguousarray(image, dtype=np.float32)
-        if data.ndim != 2:
-            msg = f"star detection needs a 2-D image, got shape {data.shape}"
-            raise InputError(msg)
-        bad = ~np.isfinite(data)
-        if mask is not None:
-            mask = np.asarray(mask, dtype=bool)
-            if mask.shape != data.shape:
-                msg = f"mask shape {mask.shape} differs from image shape {data.shape}"
-                raise InputError(msg)
-            bad |= mask
+        data, bad = check_image(image, mask, what="star detection")
         if bad.all():
             warnings.warn(
                 "every pixel is masked: no star detected", NoDetectionsWarning, stacklevel=2

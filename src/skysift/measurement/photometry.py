@@ -14,6 +14,7 @@ from astropy.table import Table
 from photutils.aperture import ApertureStats, CircularAnnulus, CircularAperture, aperture_photometry
 from scipy.optimize import OptimizeWarning, least_squares
 
+from skysift._validation import check_image
 from skysift.errors import InputError
 
 __all__ = ["gaussian_photometry", "aperture_photometry_annulus", "instrumental_magnitude"]
@@ -27,18 +28,7 @@ FLAG_FIT_FAILED = 32
 
 
 def _check_image(image: np.ndarray, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    data = np.asarray(image, dtype=float)
-    if data.ndim != 2:
-        msg = f"photometry needs a 2-D image, got shape {data.shape}"
-        raise InputError(msg)
-    bad = ~np.isfinite(data)
-    if mask is not None:
-        mask = np.asarray(mask, dtype=bool)
-        if mask.shape != data.shape:
-            msg = f"mask shape {mask.shape} differs from image shape {data.shape}"
-            raise InputError(msg)
-        bad = bad | mask
-    return data, bad
+    return check_image(image, mask, what="photometry", dtype=np.float64)
 
 
 def _positions(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
