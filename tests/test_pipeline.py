@@ -180,3 +180,26 @@ def test_manual_pairs_fallback_on_magic(data_dir, tmp_path):
     za = np.array(auto.solution.model.zenith_pixel)
     zm = np.array(manual.solution.model.zenith_pixel)
     assert np.hypot(*(za - zm)) < 1.0
+
+
+def test_camera_model_maps_pixels_to_sky_and_round_trips_through_files(magic_result, tmp_path):
+    from skysift.calibration.camera import SkyCamera
+    from skysift.outputs.calibration import write_calibration
+
+    r = magic_result
+    cam = r.camera
+    m = r.matches[r.matches["residual_px"] < 0.5][:50]
+    ra, dec = cam.pixel_to_radec(m["x"], m["y"])
+    # 0.5 px at ~0.19 deg/px is < 0.1 deg; allow 0.15 deg for the distortion near the horizon.
+    sep = np.degrees(np.arccos(np.clip(
+        np.sin(np.radians(dec)) * np.sin(np.radians(m["dec"]))
+        + np.cos(np.radians(dec)) * np.cos(np.radians(m["dec"])) * np.cos(np.radians(ra - m["ra"])), -1, 1)))  # fmt: skip
+    assert np.max(sep) < 0.15
+    x, y = cam.radec_to_pixel(m["ra"], m["dec"])
+    assert np.max(np.hypot(x - m["x"], y - m["y"])) < 0.6
+    alt, az = cam.pixel_to_altaz(m["x"], m["y"])
+    assert np.max(np.abs(alt - m["alt"])) < 0.15
+    write_calibration(r, tmp_path, plot=False)
+    loaded = SkyCamera.load(tmp_path / "calibration.json")
+    x2, y2 = loaded.radec_to_pixel(m["ra"], m["dec"])
+    assert np.allclose(x2, x, atol=1e-6) and np.allclose(y2, y, atol=1e-6)

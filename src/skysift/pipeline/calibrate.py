@@ -131,6 +131,14 @@ class CalibrationResult:
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
+    def camera(self):  # noqa: ANN201 - SkyCamera, imported lazily
+        """The calibrated camera: pixel <-> (RA, Dec) and <-> (alt, az)."""
+        from skysift.calibration.camera import SkyCamera
+
+        model = self.solution.model if self.model_type == "fisheye" else self.solution.wcs
+        return SkyCamera(self.model_type, model, self.site, self.time)
+
+    @property
     def n_matched(self) -> int:
         """Number of identified stars."""
         return len(self.matches)

@@ -1,0 +1,172 @@
+"""A calibrated camera: pixel <-> (RA, Dec) and pixel <-> (alt, az), saved and loaded.
+
+:class:`SkyCamera` wraps either astrometric model skysift fits:
+
+* ``"fisheye"``: a :class:`~skysift.calibration.fisheye.FisheyeModel` (pixel
+  <-> alt/az) plus the site and time that tie the horizon to the sky;
+* ``"tan-sip"``: an :class:`astropy.wcs.WCS` (pixel <-> RA/Dec), plus
+  optionally the site and time for alt/az.
+
+Horizontal coordinates include atmospheric refraction for the mean pressure
+at the site's height, as in :func:`skysift.calibration.catalog.star_altaz`,
+so that alt/az computed here agree with the catalogue positions the models
+were fitted to. Angles are in degrees, azimuth from north through east;
+pixels are 0-based with (0, 0) the centre of the first pixel.
+
+Files: :meth:`SkyCamera.load` reads the ``calibration.json`` written by
+:func:`skysift.outputs.calibration.write_calibration` (for TAN-SIP it reads
+the ``calibration.wcs.fits`` named there).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import astropy.units as u
+import numpy as np
+from astropy.coordinates import ICRS, SkyCoord
+from astropy.io import fits
+from astropy.time import Time
+from astropy.wcs import WCS
+
+from skysift.calibration.catalog import _altaz_frame, offline_iers
+from skysift.calibration.fisheye import FisheyeModel
+from skysift.errors import InputError
+from skysift.io.frame import Site
+
+__all__ = ["SkyCamera"]
+
+
+@dataclass
+class SkyCamera:
+    """A calibrated camera model.
+
+    Parameters
+    ----------
+    model_type : {"fisheye", "tan-sip"}
+    model : FisheyeModel or astropy.wcs.WCS
+    site : Site, optional
+        Needed for fisheye models, and for alt/az with a WCS.
+    time : astropy.time.Time, optional
+        Time the model holds for (mid-exposure); same needs as ``site``.
+
+    Raises
+    ------
+    InputError
+        If a fisheye model lacks its site or time, or the type is unknown.
+    """
+
+    model_type: str
+    model: Any
+    site: Site | None = None
+    time: Time | None = None
+
+    def __post_init__(self) -> None:
+        if self.model_type not in ("fisheye", "tan-sip"):
+            msg = f"model_type must be 'fisheye' or 'tan-sip', got {self.model_type!r}"
+            raise InputError(msg)
+        if self.model_type == "fisheye" and (self.site is None or self.time is None):
+            msg = "a fisheye camera model needs its site and time to map pixels to RA/Dec"
+            raise InputError(msg)
+
+    def _frame(self):
+        if self.site is None or self.time is None:
+            msg = "alt/az needs the camera's site and time"
+            raise InputError(msg)
+        return _altaz_frame(self.site, self.time, True)
+
+    def pixel_to_radec(self, x, y) -> tuple[np.ndarray, np.ndarray]:
+        """RA and Dec (deg, ICRS) of pixels ``x``, ``y`` (arrays of the same shape)."""
+        x, y = np.asarray(x, float), np.asarray(y, float)
+        if self.model_type == "tan-sip":
+            ra, dec = self.model.all_pix2world(x, y, 0)
+            return np.asarray(ra), np.asarray(dec)
+        alt, az = self.model.pixel_to_altaz(x, y)
+        with offline_iers():
+            c = SkyCoord(
+                alt=np.asarray(alt) * u.deg, az=np.asarray(az) * u.deg, frame=self._frame()
+            )
+            icrs = c.transform_to(ICRS())
+        return icrs.ra.deg, icrs.dec.deg
+
+    def radec_to_pixel(self, ra, dec) -> tuple[np.ndarray, np.ndarray]:
+        """Pixels ``x``, ``y`` of sky positions (deg, ICRS); NaN where not imaged."""
+        ra, dec = np.asarray(ra, float), np.asarray(dec, float)
+        if self.model_type == "tan-sip":
+            x, y = self.model.all_world2pix(ra, dec, 0)
+            return np.asarray(x), np.asarray(y)
+        alt, az = self.radec_to_altaz(ra, dec)
+        x, y = self.model.altaz_to_pixel(alt, az)
+        below = np.asarray(alt) < 0
+        return np.where(below, np.nan, x), np.where(below, np.nan, y)
+
+    def radec_to_altaz(self, ra, dec) -> tuple[np.ndarray, np.ndarray]:
+        """Altitude and azimuth (deg) of sky positions at the camera's site and time."""
+        with offline_iers():
+            c = SkyCoord(ra=np.asarray(ra, float) * u.deg, dec=np.asarray(dec, float) * u.deg)
+            aa = c.transform_to(self._frame())
+        return aa.alt.deg, aa.az.deg % 360.0
+
+    def pixel_to_altaz(self, x, y) -> tuple[np.ndarray, np.ndarray]:
+        """Altitude and azimuth (deg) of pixels."""
+        if self.model_type == "fisheye":
+            alt, az = self.model.pixel_to_altaz(np.asarray(x, float), np.asarray(y, float))
+            return np.asarray(alt), np.asarray(az)
+        return self.radec_to_altaz(*self.pixel_to_radec(x, y))
+
+    def altaz_to_pixel(self, alt, az) -> tuple[np.ndarray, np.ndarray]:
+        """Pixels of horizontal positions (deg)."""
+        if self.model_type == "fisheye":
+            x, y = self.model.altaz_to_pixel(np.asarray(alt, float), np.asarray(az, float))
+            return np.asarray(x), np.asarray(y)
+        with offline_iers():
+            c = SkyCoord(
+                alt=np.asarray(alt, float) * u.deg,
+                az=np.asarray(az, float) * u.deg,
+                frame=self._frame(),
+            )
+            icrs = c.transform_to(ICRS())
+        return self.radec_to_pixel(icrs.ra.deg, icrs.dec.deg)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> SkyCamera:
+        """Load the camera of a ``calibration.json`` written by skysift.
+
+        Raises
+        ------
+        InputError
+            If the file is missing, not JSON, or holds no camera model.
+        """
+        path = Path(path)
+        try:
+            info = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            msg = f"{path}: no such calibration file"
+            raise InputError(msg) from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            msg = f"{path}: not a readable calibration JSON ({err})"
+            raise InputError(msg) from err
+        site = Site.from_dict(info["site"]) if info.get("site") else None
+        t = info.get("time_mid_exposure") or info.get("time")
+        time = Time(t, scale="utc") if t else None
+        kind = info.get("model_type")
+        if kind == "fisheye":
+            model = FisheyeModel.from_dict((info.get("model") or {}).get("camera"))
+            return cls("fisheye", model, site, time)
+        if kind == "tan-sip":
+            wcs_file = info.get("wcs_file")
+            if not wcs_file:
+                msg = f"{path}: a tan-sip calibration without its wcs_file"
+                raise InputError(msg)
+            try:
+                header = fits.getheader(path.parent / wcs_file)
+            except OSError as err:
+                msg = f"{path.parent / wcs_file}: cannot read the WCS ({err})"
+                raise InputError(msg) from err
+            return cls("tan-sip", WCS(header), site, time)
+        msg = f"{path}: unknown model_type {kind!r} (expected 'fisheye' or 'tan-sip')"
+        raise InputError(msg)
