@@ -121,3 +121,17 @@ def test_magnitude_from_reference():
         magnitude_from_reference(1.0, 0.0, 1.0)
     with pytest.raises(InputError, match="mag_ref must be a finite"):
         magnitude_from_reference(1.0, 1.0, np.nan)
+
+
+def test_linearity_term_recovers_gamma_encoding():
+    # Pixel values proportional to flux**gamma (gamma-encoded 8-bit frames):
+    # m_inst = gamma * m_true + const, so m_cat - m_inst = ZP + s (m_inst - ref) with s = 1/gamma - 1.
+    rng = np.random.default_rng(3)
+    gamma = 0.75
+    m_true = rng.uniform(0, 6, 300)
+    m_inst = gamma * (m_true - 8.0) + rng.normal(0, 0.03, 300)
+    fit = fit_zero_point(m_inst, m_true, linearity=True)
+    assert fit.linearity == pytest.approx(1 / gamma - 1, abs=0.02)
+    assert "linearity" in fit.terms
+    assert np.allclose(fit.predict(m_inst), m_true, atol=0.15)
+    assert fit.rms_mag < 0.06

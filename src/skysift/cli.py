@@ -84,6 +84,10 @@ def _summary(result) -> str:  # noqa: ANN001
             lines.append(
                 f"extinction: {zp.extinction_k:.3f} ± {zp.extinction_k_err:.3f} mag/airmass"
             )
+        if "linearity" in zp.terms:
+            lines.append(
+                f"non-linearity: {zp.linearity:+.3f} mag/mag (gamma {1 / (1 + zp.linearity):.2f})"
+            )
         lines.append(f"photometric RMS: {zp.rms_mag:.3f} mag ({zp.n_used} stars)")
     else:
         lines.append("zero point: not fitted (fewer than 5 usable stars)")

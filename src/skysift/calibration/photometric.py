@@ -123,6 +123,13 @@ class ZeroPointFit:
     color_coeff : float
         Coefficient of the colour term, mag per mag of colour (0 if not
         fitted).
+    linearity : float
+        Coefficient ``s`` of the non-linearity term ``s (m_inst - linearity_ref)``
+        (0 if not fitted). A gamma-encoded image (pixel = flux**gamma) has
+        ``s = 1/gamma - 1``.
+    linearity_ref : float
+        Instrumental magnitude at which the non-linearity term vanishes
+        (the median of the fitted stars).
     rms_mag : float
         Robust scatter of the inlier residuals, ``1.4826 * MAD`` (mag).
     rms_clipped : float
@@ -136,7 +143,7 @@ class ZeroPointFit:
         non-finite input).
     terms : tuple of str
         The terms fitted, among ``"zero_point"``, ``"extinction"``,
-        ``"radial"``, ``"color"``.
+        ``"radial"``, ``"color"``, ``"linearity"``.
     """
 
     zero_point: float
@@ -145,6 +152,8 @@ class ZeroPointFit:
     extinction_k_err: float = 0.0
     radial_coeffs: tuple[float, ...] = ()
     color_coeff: float = 0.0
+    linearity: float = 0.0
+    linearity_ref: float = 0.0
     rms_mag: float = float("nan")
     rms_clipped: float = float("nan")
     n_used: int = 0
@@ -191,6 +200,8 @@ class ZeroPointFit:
                 msg = "this zero point has a colour term: give color"
                 raise InputError(msg)
             m = m + self.color_coeff * np.asarray(color, dtype=float)
+        if "linearity" in self.terms:
+            m = m + self.linearity * (np.asarray(inst_mag, dtype=float) - self.linearity_ref)
         return float(m) if m.ndim == 0 else m
 
     def to_dict(self) -> dict[str, Any]:
@@ -202,6 +213,8 @@ class ZeroPointFit:
             "extinction_k_err": float(self.extinction_k_err),
             "radial_coeffs": [float(c) for c in self.radial_coeffs],
             "color_coeff": float(self.color_coeff),
+            "linearity": float(self.linearity),
+            "linearity_ref": float(self.linearity_ref),
             "rms_mag": float(self.rms_mag),
             "rms_clipped": float(self.rms_clipped),
             "n_used": int(self.n_used),
@@ -228,13 +241,15 @@ def fit_zero_point(
     extinction: bool | None = None,
     radial: bool | None = None,
     radial_order: int = 1,
+    linearity: bool = False,
     clip: float = 3.0,
     max_iter: int = 10,
     min_stars: int = 3,
 ) -> ZeroPointFit:
     """Fit the photometric zero point of a frame, robustly.
 
-    Fits ``m_cat - m_inst = ZP - k X + a2 r**2 (+ a4 r**4 ...) + c (B-V)`` by
+    Fits ``m_cat - m_inst = ZP - k X + a2 r**2 (+ a4 r**4 ...) + c (B-V)
+    + s (m_inst - m_ref)`` (each term optional) by
     least squares, starting from a soft-L1 (outlier-resistant) solution and
     then iterating sigma clipping at ``clip`` times the robust scatter
     (1.4826 MAD) until the inlier set no longer changes.
@@ -256,6 +271,10 @@ def fit_zero_point(
     extinction, radial : bool, optional
         Fit the extinction or the radial term. Default: when ``airmass`` or
         ``radius`` is given.
+    linearity : bool, optional
+        Also fit a non-linearity term ``s (m_inst - m_ref)``, for detectors or
+        files whose pixel values are not proportional to the flux (8-bit
+        video and JPEG/PNG frames are usually gamma-encoded). Default False.
     radial_order : int, optional
         Number of even radial terms: 1 (``r**2``) or 2 (``r**2, r**4``).
         Default 1.
@@ -325,6 +344,12 @@ def fit_zero_point(
         cols.append(c)
         scales.append(1.0)
         terms.append("color")
+    lin_ref = 0.0
+    if linearity:
+        lin_ref = float(np.median(m_inst[finite])) if finite.any() else 0.0
+        cols.append(m_inst - lin_ref)
+        scales.append(1.0)
+        terms.append("linearity")
     a = np.column_stack(cols)
     y = m_cat - m_inst
     n_par = a.shape[1]
@@ -385,6 +410,8 @@ def fit_zero_point(
         i += radial_order
     if color is not None:
         color_coeff = float(p_phys[i])
+        i += 1
+    lin = float(p_phys[i]) if linearity else 0.0
     return ZeroPointFit(
         zero_point=float(p_phys[0]),
         zero_point_err=float(err_phys[0]),
@@ -392,6 +419,8 @@ def fit_zero_point(
         extinction_k_err=k_err,
         radial_coeffs=radial_coeffs,
         color_coeff=color_coeff,
+        linearity=lin,
+        linearity_ref=lin_ref,
         rms_mag=float(_MAD_TO_SIGMA * np.median(np.abs(r_in - np.median(r_in)))),
         rms_clipped=float(np.sqrt(np.mean(r_in**2))),
         n_used=int(inlier.sum()),

@@ -264,9 +264,16 @@ def _photometry(
     zp = None
     mag = np.full(len(matches), np.nan)
     mag_err = np.full(len(matches), np.nan)
+    # 8-bit frames (video, JPEG, PNG) are usually gamma-encoded: fit the non-linearity.
+    linearity = str(frame.meta.get("dtype", "")) == "uint8"
     if usable.sum() >= 5:
         sel = {k: v[usable] for k, v in kw.items()}
-        zp = fit_zero_point(inst[usable], np.asarray(matches["catalog_mag"], float)[usable], **sel)
+        zp = fit_zero_point(
+            inst[usable],
+            np.asarray(matches["catalog_mag"], float)[usable],
+            linearity=linearity,
+            **sel,
+        )
         mag = zp.predict(inst, **kw)
         mag_err = np.hypot(inst_err, zp.zero_point_err)
         used = np.zeros(len(matches), bool)
@@ -392,7 +399,13 @@ def calibrate(
 
 
 def _solve_pairs(
-    pairs: Any, stars: Table, frame: Frame, site: Site | None, time: Time | None, allsky: bool, mode: str
+    pairs: Any,
+    stars: Table,
+    frame: Frame,
+    site: Site | None,
+    time: Time | None,
+    allsky: bool,
+    mode: str,
 ) -> tuple[Any, str]:
     """Manual fallback (bolide report §5.3): fit the camera model to >= 4 identified stars.
 
