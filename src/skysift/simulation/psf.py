@@ -27,7 +27,17 @@ from scipy import special
 
 from skysift.errors import InputError
 
-__all__ = ["ARCSEC_PER_RAD", "PSF", "GaussianPSF", "MoffatPSF", "AiryPSF", "SeeingPSF", "JitteredPSF", "PSFS", "make_psf"]
+__all__ = [
+    "ARCSEC_PER_RAD",
+    "PSF",
+    "GaussianPSF",
+    "MoffatPSF",
+    "AiryPSF",
+    "SeeingPSF",
+    "JitteredPSF",
+    "PSFS",
+    "make_psf",
+]
 
 ARCSEC_PER_RAD = 180.0 * 3600.0 / math.pi  # 206264.806...
 _FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
@@ -727,5 +737,3 @@ def make_psf(name: str, **kwargs: Any) -> PSF:
         msg = f"invalid parameters for PSF {name!r}: {exc}"
         raise InputError(msg) from None
     return psf.with_jitter(jitter) if jitter else psf
-
-
