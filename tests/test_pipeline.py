@@ -165,7 +165,13 @@ def test_manual_pairs_fallback_on_magic(data_dir, tmp_path):
     m = auto.matches
     rng = np.random.default_rng(7)
     rows = []
-    for hip, name in ((91262, "Vega"), (97649, "Altair"), (102098, "Deneb"), (11767, "Polaris"), (677, "Alpheratz")):
+    for hip, name in (
+        (91262, "Vega"),
+        (97649, "Altair"),
+        (102098, "Deneb"),
+        (11767, "Polaris"),
+        (677, "Alpheratz"),
+    ):
         r = m[m["catalog_id"] == f"HIP {hip}"]
         assert len(r) == 1, name
         x, y = r["x"][0] + rng.uniform(-1, 1), r["y"][0] + rng.uniform(-1, 1)
@@ -203,3 +209,31 @@ def test_camera_model_maps_pixels_to_sky_and_round_trips_through_files(magic_res
     loaded = SkyCamera.load(tmp_path / "calibration.json")
     x2, y2 = loaded.radec_to_pixel(m["ra"], m["dec"])
     assert np.allclose(x2, x, atol=1e-6) and np.allclose(y2, y, atol=1e-6)
+
+
+def test_star_tracker_frame_plate_solves_blind_through_the_cli(data_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("SKYSIFT_CACHE", str(tmp_path / "cache"))
+    path = data_dir / "tetra3_startracker" / "2019-07-29T204726_Alt40_Azi45_Try1.tiff"
+    out = tmp_path / "t3"
+    assert main(["calibrate", str(path), "--fov", "11.4", "--out", str(out)]) == 0
+    info = json.loads((out / "calibration.json").read_text())
+    assert info["model_type"] == "tan-sip"
+    assert info["n_matched"] >= 100
+    assert info["astrometric_rms_px"] <= 1.0
+    assert info["photometric_band"] == "G"
+    # The WCS file round-trips into a camera that maps the matched stars back to their pixels.
+    from skysift.calibration.camera import SkyCamera
+
+    cam = SkyCamera.load(out / "calibration.json")
+    m = Table.read(out / "matches.ecsv")
+    x, y = cam.radec_to_pixel(m["ra"], m["dec"])
+    assert np.median(np.hypot(x - m["x"], y - m["y"])) < 0.5
+    # Pixel scale of the solution: 11.4 deg over 1024 px is about 40 arcsec/px.
+    from astropy.coordinates import SkyCoord
+
+    ra, dec = cam.pixel_to_radec([500, 510], [384, 384])
+    scale = (
+        SkyCoord(ra[0], dec[0], unit="deg").separation(SkyCoord(ra[1], dec[1], unit="deg")).arcsec
+        / 10
+    )
+    assert abs(scale - 40.1) < 1.5

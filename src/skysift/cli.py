@@ -231,6 +231,13 @@ def simulate(
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``skysift`` console script; returns the exit code."""
+    import logging
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("skysift: %(message)s"))
+    log = logging.getLogger("skysift")
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
     try:
         app(args=argv, standalone_mode=False)
     except SkysiftError as err:
@@ -241,13 +248,15 @@ def main(argv: list[str] | None = None) -> int:
     except (typer.Abort, KeyboardInterrupt):
         _echo("skysift: interrupted")
         return 130
-    except Exception as err:  # click usage errors
-        import click
-
-        if isinstance(err, click.ClickException):
-            err.show()
-            return err.exit_code
-        raise
+    except typer.TyperException as err:  # usage errors (bad option, missing argument)
+        show = getattr(err, "show", None)
+        if show is not None:
+            show()
+        else:
+            _echo(f"skysift: error: {err}")
+        return int(getattr(err, "exit_code", 2))
+    finally:
+        log.removeHandler(handler)
     return 0
 
 

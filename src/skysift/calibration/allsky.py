@@ -13,7 +13,6 @@ model rotated and mirrored (a null test) and the residuals are small;
 otherwise it raises :class:`~skysift.errors.NotEnoughStarsError`.
 """
 
-
 from __future__ import annotations
 
 import math

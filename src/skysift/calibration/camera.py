@@ -29,9 +29,7 @@ from typing import Any
 import astropy.units as u
 import numpy as np
 from astropy.coordinates import ICRS, SkyCoord
-from astropy.io import fits
 from astropy.time import Time
-from astropy.wcs import WCS
 
 from skysift.calibration.catalog import _altaz_frame, offline_iers
 from skysift.calibration.fisheye import FisheyeModel
@@ -162,11 +160,8 @@ class SkyCamera:
             if not wcs_file:
                 msg = f"{path}: a tan-sip calibration without its wcs_file"
                 raise InputError(msg)
-            try:
-                header = fits.getheader(path.parent / wcs_file)
-            except OSError as err:
-                msg = f"{path.parent / wcs_file}: cannot read the WCS ({err})"
-                raise InputError(msg) from err
-            return cls("tan-sip", WCS(header), site, time)
+            from skysift.calibration.platesolve import PlateSolution
+
+            return cls("tan-sip", PlateSolution.load(path.parent / wcs_file).wcs, site, time)
         msg = f"{path}: unknown model_type {kind!r} (expected 'fisheye' or 'tan-sip')"
         raise InputError(msg)

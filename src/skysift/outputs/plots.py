@@ -124,15 +124,23 @@ def plot_calibration(result: CalibrationResult, path: str | Path, *, n_names: in
     ax.imshow(_display(frame.data), cmap="gray", origin="upper", interpolation="nearest")
     ax.scatter(m["x"], m["y"], s=60, facecolors="none", edgecolors="lime", lw=0.7)
     cat_mag = np.asarray(m["catalog_mag"], dtype=float)
-    order = np.argsort(np.where(np.isfinite(cat_mag), cat_mag, 99))[:n_names]
+    order = np.argsort(np.where(np.isfinite(cat_mag), cat_mag, 99))
+    labels = []  # proper names of the brightest named stars; else the brightest ids
     for i in order:
         cid = str(m["catalog_id"][i])
-        label = cid
+        name = None
         if cid.startswith("HIP "):
             try:
-                label = star_name(int(cid[4:])) or cid
+                name = star_name(int(cid[4:]))
             except ValueError:
-                label = cid
+                name = None
+        if name:
+            labels.append((i, name))
+        if len(labels) >= n_names:
+            break
+    if len(labels) < 3:
+        labels = [(i, str(m["catalog_id"][i])) for i in order[:5]]
+    for i, label in labels:
         ax.annotate(
             label,
             (m["x"][i], m["y"][i]),

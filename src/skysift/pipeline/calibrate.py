@@ -382,7 +382,10 @@ def calibrate(
     t0 = _time.perf_counter()
     zp = _photometry(matches, stars, frame, sky, model_type, solution)
     timings["photometry"] = _time.perf_counter() - t0
-    band = matches.meta.get("catalog_band", "V" if model_type == "fisheye" else "G")
+    band = matches.meta.get(
+        "catalog_mag_band",
+        matches.meta.get("catalog_band", "V" if model_type == "fisheye" else "G"),
+    )
     return CalibrationResult(
         frame=frame,
         stars=stars,
