@@ -47,9 +47,12 @@ needs_solve_field = pytest.mark.skipif(
 @pytest.fixture(scope="session")
 def solver_cache(tmp_path_factory):
     """Point SKYSIFT_CACHE at a temporary folder and build the 8-16 deg database once."""
+    from skysift.calibration import platesolve
+
     folder = tmp_path_factory.mktemp("skysift-cache")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SKYSIFT_CACHE", str(folder))
+        mp.setattr(platesolve, "_DB_CACHE", {})  # build here, whatever other tests built in memory
         t0 = time.perf_counter()
         db = load_database((8.0, 16.0))
         build_s = time.perf_counter() - t0
