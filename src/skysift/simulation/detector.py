@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from skysift.errors import InputError
+from skysift.simulation.optics import _check_exposure
 
 __all__ = ["BAYER_PATTERNS", "Detector", "bayer_colors", "bayer_mosaic"]
 
@@ -118,18 +119,6 @@ def _image_or_callable(name: str, value: Any, shape: tuple[int, int]) -> np.ndar
         msg = f"{name} must be finite and >= 0 everywhere"
         raise InputError(msg)
     return arr
-
-
-def _check_exposure(exposure_s: float) -> float:
-    try:
-        t = float(exposure_s)
-    except (TypeError, ValueError):
-        msg = f"exposure_s must be a number of seconds >= 0, got {exposure_s!r}"
-        raise InputError(msg) from None
-    if not (t >= 0 and math.isfinite(t)):
-        msg = f"exposure_s must be >= 0 seconds, got {exposure_s!r}"
-        raise InputError(msg)
-    return t
 
 
 class Detector:

