@@ -47,3 +47,22 @@ def check_image(
             raise InputError(msg)
         bad |= mask
     return data, bad
+
+
+def check_shape(shape: object, *, min_size: int = 1) -> tuple[int, int]:
+    """Return an image shape as ``(height, width)`` ints.
+
+    Raises
+    ------
+    InputError
+        If ``shape`` is not two integers of at least ``min_size`` pixels.
+    """
+    try:
+        h, w = (int(v) for v in shape)  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        msg = f"shape must be (height, width) in pixels, got {shape!r}"
+        raise InputError(msg) from None
+    if h < min_size or w < min_size:
+        msg = f"shape must be (height, width) of at least {min_size} px, got {shape!r}"
+        raise InputError(msg)
+    return h, w

@@ -24,6 +24,7 @@ from astropy.time import Time
 from scipy.optimize import least_squares
 from scipy.spatial import cKDTree
 
+from skysift._validation import check_shape
 from skysift.calibration.catalog import (
     load_hipparcos,
     planet_altaz,
@@ -275,16 +276,8 @@ def _check_stars(stars: Table) -> tuple[np.ndarray, np.ndarray]:
     return xy, flux
 
 
-def _check_shape(shape) -> tuple[int, int]:
-    try:
-        h, w = (int(s) for s in shape)
-    except (TypeError, ValueError) as err:
-        msg = f"shape must be (height, width) in pixels, got {shape!r}"
-        raise InputError(msg) from err
-    if h < 8 or w < 8:
-        msg = f"shape must be (height, width) of at least 8 px, got {shape!r}"
-        raise InputError(msg)
-    return h, w
+def _check_shape(shape: object) -> tuple[int, int]:
+    return check_shape(shape, min_size=8)
 
 
 def _illuminated_region(image: np.ndarray) -> tuple[np.ndarray, tuple[float, float, float]] | None:

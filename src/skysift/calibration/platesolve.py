@@ -52,6 +52,7 @@ from astropy.table import Table
 from astropy.wcs import WCS, FITSFixedWarning
 from astropy.wcs.utils import proj_plane_pixel_scales
 
+from skysift._validation import check_shape
 from skysift.calibration.gaia import _GAIA_EPOCH, _as_jyear, _catalog_names, _cone
 from skysift.calibration.wcsfit import (
     _fit_wcs,
@@ -515,15 +516,7 @@ def refine_wcs(
 
 # --------------------------------------------------------------------------- inputs
 def _check_shape(shape: Any) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in shape)
-    except (TypeError, ValueError) as exc:
-        msg = f"shape must be (height, width) in pixels, got {shape!r}"
-        raise InputError(msg) from exc
-    if h < 8 or w < 8:
-        msg = f"shape must be at least (8, 8) pixels, got {shape!r}"
-        raise InputError(msg)
-    return h, w
+    return check_shape(shape, min_size=8)
 
 
 def _clean_stars(stars: Table) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -37,6 +37,7 @@ import numpy as np
 from astropy.table import Table, vstack
 from astropy.time import Time, TimeDelta
 
+from skysift._validation import check_shape
 from skysift.errors import InputError
 from skysift.simulation.background import SkyBackground, load_background
 
@@ -129,15 +130,7 @@ def _rng(rng: np.random.Generator | int | None) -> np.random.Generator:
 
 
 def _check_shape(shape: Any) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in shape)
-    except (TypeError, ValueError):
-        msg = f"shape must be (H, W) in pixels, got {shape!r}"
-        raise InputError(msg) from None
-    if h < 1 or w < 1:
-        msg = f"shape must be positive (H, W) in pixels, got {shape!r}"
-        raise InputError(msg)
-    return h, w
+    return check_shape(shape, min_size=1)
 
 
 def _positive(value: float, name: str, *, allow_zero: bool = False) -> float:
