@@ -121,3 +121,24 @@ def test_calibration_json_round_trip_is_valid_json(tmp_path):
         raise RuntimeError("boom")
     assert json.loads(target.read_text()) == {"a": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["c.json"]
+
+
+def test_python_dash_m_and_exit_code_in_a_real_process(tmp_path):
+    import subprocess
+    import sys
+
+    ok = subprocess.run(
+        [sys.executable, "-m", "skysift", "--version"], capture_output=True, text=True, check=False
+    )
+    assert ok.returncode == 0 and ok.stdout.startswith("skysift ")
+    missing = subprocess.run(
+        [sys.executable, "-m", "skysift", "stars", str(tmp_path / "none.fits")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert missing.returncode == 2
+    assert (
+        missing.stderr.strip()
+        == f"skysift: error: {tmp_path / 'none.fits'}: no such file or folder"
+    )
