@@ -117,7 +117,9 @@ class ConvNormAct(nn.Sequential):
             groups=groups,
             bias=norm == "none",
         )
-        super().__init__(conv, make_norm(norm, out_channels, num_groups=num_groups), make_activation(act))
+        super().__init__(
+            conv, make_norm(norm, out_channels, num_groups=num_groups), make_activation(act)
+        )
 
 
 class SqueezeExcite(nn.Module):
@@ -188,7 +190,9 @@ class ResidualBlock(nn.Module):
         if stride == 1 and in_channels == out_channels:
             self.shortcut: nn.Module = nn.Identity()
         else:
-            self.shortcut = ConvNormAct(in_channels, out_channels, 1, stride=stride, act="none", **kw)
+            self.shortcut = ConvNormAct(
+                in_channels, out_channels, 1, stride=stride, act="none", **kw
+            )
         self.act = make_activation(act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -277,7 +281,9 @@ class FusedMBConv(nn.Module):
 class Downsample(nn.Module):
     """Halve H and W: ``"maxpool"`` (2×2, the U-Net choice) or ``"conv"`` (stride-2 3×3 conv)."""
 
-    def __init__(self, channels: int, *, mode: str = "maxpool", norm: str = "batch", act: str = "relu") -> None:
+    def __init__(
+        self, channels: int, *, mode: str = "maxpool", norm: str = "batch", act: str = "relu"
+    ) -> None:
         super().__init__()
         if mode == "maxpool":
             self.op: nn.Module = nn.MaxPool2d(2)

@@ -177,8 +177,13 @@ class UNet(SegmentationModel):
         num_groups: int = 8,
     ) -> None:
         super().__init__()
-        for key, val in {"in_channels": in_channels, "out_channels": out_channels, "width": width,
-                         "blocks_per_level": blocks_per_level, "expand_ratio": expand_ratio}.items():
+        for key, val in {
+            "in_channels": in_channels,
+            "out_channels": out_channels,
+            "width": width,
+            "blocks_per_level": blocks_per_level,
+            "expand_ratio": expand_ratio,
+        }.items():
             if int(val) < 1:
                 msg = f"UNet {key} must be >= 1, got {val}"
                 raise InputError(msg)
@@ -189,11 +194,21 @@ class UNet(SegmentationModel):
             msg = f"UNet downsample must be 'maxpool' or 'stride', got {downsample!r}"
             raise InputError(msg)
         self._config = {
-            "in_channels": in_channels, "out_channels": out_channels, "depth": depth,
-            "width": width, "block": block, "decoder_block": decoder_block,
-            "blocks_per_level": blocks_per_level, "expand_ratio": expand_ratio,
-            "se_ratio": se_ratio, "norm": norm, "act": act, "downsample": downsample,
-            "upsample": upsample, "max_width": max_width, "num_groups": num_groups,
+            "in_channels": in_channels,
+            "out_channels": out_channels,
+            "depth": depth,
+            "width": width,
+            "block": block,
+            "decoder_block": decoder_block,
+            "blocks_per_level": blocks_per_level,
+            "expand_ratio": expand_ratio,
+            "se_ratio": se_ratio,
+            "norm": norm,
+            "act": act,
+            "downsample": downsample,
+            "upsample": upsample,
+            "max_width": max_width,
+            "num_groups": num_groups,
         }
         self.depth = depth
         chans = [width * 2**lvl for lvl in range(depth + 1)]
@@ -205,7 +220,10 @@ class UNet(SegmentationModel):
         def kind_at(level: int) -> tuple[str, dict[str, Any]]:
             if block == "efficientnetv2":
                 if level <= depth // 2:
-                    return "fused_mbconv", {"expand_ratio": 1 if level == 0 else expand_ratio, "se_ratio": 0.0}
+                    return "fused_mbconv", {
+                        "expand_ratio": 1 if level == 0 else expand_ratio,
+                        "se_ratio": 0.0,
+                    }
                 return "mbconv", {"expand_ratio": expand_ratio, "se_ratio": se_ratio}
             return block, {"expand_ratio": expand_ratio, "se_ratio": se_ratio}
 
@@ -218,8 +236,16 @@ class UNet(SegmentationModel):
             c_in = chans[max(lvl - 1, 0)]
             for i in range(blocks_per_level):
                 stride = 2 if (lvl > 0 and i == 0 and downsample == "stride") else 1
-                layers.append(make_block(kind, c_in if i == 0 else chans[lvl], chans[lvl],
-                                         stride=stride, **extra, **common))
+                layers.append(
+                    make_block(
+                        kind,
+                        c_in if i == 0 else chans[lvl],
+                        chans[lvl],
+                        stride=stride,
+                        **extra,
+                        **common,
+                    )
+                )
             self.encoder.append(nn.Sequential(*layers))
             if lvl > 0:
                 self.pools.append(Downsample(c_in) if downsample == "maxpool" else nn.Identity())
@@ -227,8 +253,16 @@ class UNet(SegmentationModel):
         self.decoder = nn.ModuleList()
         for lvl in range(depth - 1, -1, -1):
             self.ups.append(Upsample(chans[lvl + 1], chans[lvl], mode=upsample))
-            self.decoder.append(make_block(decoder_block, 2 * chans[lvl], chans[lvl],
-                                           expand_ratio=expand_ratio, se_ratio=0.0, **common))
+            self.decoder.append(
+                make_block(
+                    decoder_block,
+                    2 * chans[lvl],
+                    chans[lvl],
+                    expand_ratio=expand_ratio,
+                    se_ratio=0.0,
+                    **common,
+                )
+            )
         self.head = nn.Conv2d(chans[0], out_channels, 1)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -283,12 +317,25 @@ class CosmicConnUNet(UNet):
         num_groups: int = 8,
     ) -> None:
         super().__init__(
-            in_channels, out_channels, depth=depth, width=width, block="plain",
-            decoder_block="plain", norm="group", act="relu", downsample="maxpool",
-            upsample="transpose", num_groups=num_groups,
+            in_channels,
+            out_channels,
+            depth=depth,
+            width=width,
+            block="plain",
+            decoder_block="plain",
+            norm="group",
+            act="relu",
+            downsample="maxpool",
+            upsample="transpose",
+            num_groups=num_groups,
         )
-        self._config = {"in_channels": in_channels, "out_channels": out_channels,
-                        "depth": depth, "width": width, "num_groups": num_groups}
+        self._config = {
+            "in_channels": in_channels,
+            "out_channels": out_channels,
+            "depth": depth,
+            "width": width,
+            "num_groups": num_groups,
+        }
 
 
 class StreakClassifier(_Predicting):
@@ -320,7 +367,9 @@ class StreakClassifier(_Predicting):
 
     name: ClassVar[str] = "streak_classifier"
 
-    def __init__(self, in_channels: int = 1, *, input_size: int = 128, dropout: float = 0.0) -> None:
+    def __init__(
+        self, in_channels: int = 1, *, input_size: int = 128, dropout: float = 0.0
+    ) -> None:
         super().__init__()
         side = ((input_size - 4) // 4 - 3) // 4
         if side < 1:
@@ -329,21 +378,30 @@ class StreakClassifier(_Predicting):
         self._config = {"in_channels": in_channels, "input_size": input_size, "dropout": dropout}
         self.input_size = input_size
         self.features = nn.Sequential(
-            nn.Conv2d(in_channels, 32, 5), nn.ReLU(inplace=True), nn.MaxPool2d(4, 4),
-            nn.Conv2d(32, 64, 4), nn.ReLU(inplace=True), nn.MaxPool2d(4, 4),
+            nn.Conv2d(in_channels, 32, 5),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(4, 4),
+            nn.Conv2d(32, 64, 4),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(4, 4),
         )
         self.classifier = nn.Sequential(
-            nn.Flatten(), nn.Dropout(dropout),
-            nn.Linear(64 * side * side, 512), nn.ReLU(inplace=True),
-            nn.Linear(512, 16), nn.ReLU(inplace=True),
+            nn.Flatten(),
+            nn.Dropout(dropout),
+            nn.Linear(64 * side * side, 512),
+            nn.ReLU(inplace=True),
+            nn.Linear(512, 16),
+            nn.ReLU(inplace=True),
             nn.Linear(16, 1),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         c = self._config["in_channels"]
         if x.ndim != 4 or x.shape[1] != c or x.shape[-2:] != (self.input_size, self.input_size):
-            msg = (f"StreakClassifier needs (B, {c}, {self.input_size}, {self.input_size}) "
-                   f"cut-outs, got shape {tuple(x.shape)}")
+            msg = (
+                f"StreakClassifier needs (B, {c}, {self.input_size}, {self.input_size}) "
+                f"cut-outs, got shape {tuple(x.shape)}"
+            )
             raise InputError(msg)
         return self.classifier(self.features(x))
 
