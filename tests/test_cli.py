@@ -21,14 +21,16 @@ def _one_line_error(capsys, path_part: str, problem: str) -> None:
     assert problem in err
 
 
-@pytest.mark.parametrize("command", [None, "stars", "calibrate", "demo"])
+@pytest.mark.parametrize(
+    "command", [None, "stars", "calibrate", "demo", "simulate", "train", "train stars", "evaluate", "evaluate stars"]
+)
 def test_every_command_has_help(command, capsys):
-    args = ["--help"] if command is None else [command, "--help"]
+    args = ["--help"] if command is None else [*command.split(), "--help"]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "Usage" in out
     if command is None:
-        for name in ("stars", "calibrate", "demo"):
+        for name in ("stars", "calibrate", "demo", "simulate", "train", "evaluate"):
             assert name in out
 
 
