@@ -21,13 +21,9 @@ from skysift.learning.inference import taper_window
 
 
 @pytest.fixture(autouse=True)
-def _isolated(monkeypatch, tmp_path):
-    """One torch thread (busy 2-core runners thrash with two) and a private ONNX cache."""
+def _isolated(monkeypatch, tmp_path, torch_one_thread):
+    """One torch thread (see conftest) and a private ONNX cache."""
     monkeypatch.setenv("SKYSIFT_CACHE", str(tmp_path / "cache"))
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 @pytest.fixture(scope="module")

@@ -17,14 +17,7 @@ from skysift.learning import (
     sparsity,
 )
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread: two threads on a busy 2-core CI runner thrash (OpenMP spin-waits)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def squares(rng: np.random.Generator, n: int, size: int = 32):
