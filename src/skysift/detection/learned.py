@@ -6,10 +6,13 @@ star-free skies, bolide report §4.1, §4.5, §4.7) sees the image after a
 mesh-background subtraction and noise normalisation with an arcsinh stretch
 (:func:`normalise_image`); it returns a star probability per pixel. Stars
 are the connected regions of probability >= ``threshold`` (large regions
-holding several image peaks are split), then measured on the image the
-way the classical finder does (windowed centroid, half-light FWHM, circular
-aperture flux; Bertin & Arnouts 1996, via ``sep``), so the output table has
-the classical finder's schema.
+holding several image peaks are split, and seeds with no dip of the image
+between them and a brighter seed, the fragments of one bright or saturated
+source, are merged), then measured on the image much as the classical finder
+does (windowed centroid, circular aperture flux of 1.5 FWHM; Bertin & Arnouts
+1996, via ``sep``) but above a local annulus background, with the FWHM from
+the area above half maximum, so the output table has the classical finder's
+schema and a brightness ranking not inflated by the Milky Way or halos.
 
 Importing this module does not import torch: the model is loaded on the
 first call. It registers ``"unet"`` in
@@ -48,10 +51,13 @@ from skysift.errors import InputError, NoDetectionsWarning
 __all__ = ["UNetStarFinder", "normalise_image", "star_probability", "make_unet_finder"]
 
 #: ``min_snr`` per sigma of the registry's ``threshold`` (:func:`make_unet_finder`):
-#: calibrate's default 3 sigma gives a minimum aperture SNR of 8, where the all-sky
-#: solver's chance-level test passes on the MAGIC frames (at SNR 5 the faint Milky
-#: Way detections make it fail).
-SNR_PER_SIGMA = 8.0 / 3.0
+#: calibrate's default 3 sigma gives a minimum aperture SNR of 4 (local-annulus
+#: photometry). With it the learned finder identifies more catalogue stars than the
+#: classical one on the MAGIC (0055, 0341) and UMD frames at sub-pixel RMS.
+SNR_PER_SIGMA = 4.0 / 3.0
+
+#: Inner and outer radius (pixels) of the local background annulus of the photometry.
+ANNULUS = (10.0, 16.0)
 
 #: Softening of the arcsinh stretch, in background sigma.
 STRETCH_SIGMA = 2.0
@@ -354,7 +360,7 @@ class UNetStarFinder:
         t.meta["probability_threshold"] = self.threshold
         return t, prob
 
-    def _peaks(self, sub: np.ndarray, prob: np.ndarray) -> tuple[np.ndarray, ...]:
+    def _peaks(self, sub: np.ndarray, prob: np.ndarray, rms: np.ndarray) -> tuple[np.ndarray, ...]:
         """Seed positions: one per region, or one per image peak in regions holding several."""
         above = (prob >= self.threshold).astype(np.uint8)
         n, labels, stats, _ = cv2.connectedComponentsWithStats(above, connectivity=8)
@@ -378,8 +384,7 @@ class UNetStarFinder:
         second = ~first & (pv >= 0.3 * best[pl]) & (prob[py, px] >= max(self.threshold, 0.5))
         keep = first | second
         py, px, pl = py[keep], px[keep], pl[keep]
-        counts = np.bincount(pl, minlength=n)
-        blended = counts[pl] > 1
+        blended = np.zeros(len(pl), bool)
         # regions without any peak (flat) keep their probability-weighted centroid
         has = np.zeros(n, bool)
         has[pl] = True
@@ -391,7 +396,13 @@ class UNetStarFinder:
             pl = np.concatenate([pl, missing])
             blended = np.concatenate([blended, np.zeros(len(missing), bool)])
         ok = area[pl - 1] >= self.min_area
-        return px[ok], py[ok], pl[ok], blended[ok], area[pl[ok] - 1]
+        px, py, pl = px[ok], py[ok], pl[ok]
+        # one source, one detection: fragments on the wings or saturated core of a
+        # brighter source (no dip of the image between them) are dropped
+        one = _same_source(smooth, px, py, rms)
+        px, py, pl = px[~one], py[~one], pl[~one]
+        blended = np.bincount(pl, minlength=n)[pl] > 1
+        return px, py, pl, blended, area[pl - 1]
 
     def _measure(
         self,
@@ -402,7 +413,7 @@ class UNetStarFinder:
         prob: np.ndarray,
         saturation: float | None,
     ) -> Table:
-        px, py, _, blended, area = self._peaks(sub, prob)
+        px, py, _, blended, area = self._peaks(sub, prob, bkg.rms)
         if len(px) == 0:
             return empty_star_table()
         h, w = data.shape
@@ -427,12 +438,12 @@ class UNetStarFinder:
         x1 = x0 + np.where(np.abs(mx) < 2, mx, 0)
         y1 = y0 + np.where(np.abs(my) < 2, my, 0)
 
-        rmax = np.clip(6.0 * a, 3.0, 50.0)
-        r50, _ = sep.flux_radius(sub, x1, y1, rmax, 0.5, subpix=5, mask=bad)
-        fwhm = np.clip(np.nan_to_num(2.0 * r50, nan=2.0), 0.5, None)
+        # FWHM and peak above a local (annulus) background: on the global 64-px mesh,
+        # stars on the Milky Way or in a bright star's halo sit on a pedestal that
+        # inflates a half-light FWHM (and so the aperture flux) many times over.
+        fwhm, peak0 = _local_fwhm(sub, bad, px, py)
         # Faint stars' own FWHM is noisy: their window and aperture use the frame's PSF
         # (median FWHM of the brightest detections) unless their FWHM is close to it.
-        peak0 = sub[py, px]
         top = peak0 >= np.percentile(peak0, 70) if len(peak0) >= 10 else np.ones(len(peak0), bool)
         fwhm_psf = float(np.clip(np.median(fwhm[top]), 1.0, 20.0))
         typical = (fwhm > 0.7 * fwhm_psf) & (fwhm < 1.5 * fwhm_psf)
@@ -449,8 +460,10 @@ class UNetStarFinder:
         )
         x = np.where(good, xw, x1)
         y = np.where(good, yw, y1)
-        radius = np.clip(1.5 * fwhm_use, 2.0, 30.0)
-        flux, flux_err, aflag = sep.sum_circle(sub, x, y, radius, err=bkg.rms, mask=bad, subpix=5)
+        radius = np.clip(1.5 * fwhm_use, 2.0, ANNULUS[0] - 1.0)
+        flux, flux_err, aflag = sep.sum_circle(
+            sub, x, y, radius, err=bkg.rms, mask=bad, bkgann=ANNULUS, subpix=5
+        )
         snr = np.where(flux_err > 0, flux / np.maximum(flux_err, 1e-12), 0.0)
         peak = peak0
         flags = np.zeros(len(x), dtype=np.int64)
@@ -484,6 +497,80 @@ class UNetStarFinder:
             if unit:
                 t[name].unit = unit
         return t[np.argsort(-t["flux"])]
+
+
+def _local_fwhm(
+    sub: np.ndarray, bad: np.ndarray, px: np.ndarray, py: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """FWHM (pixels, from the area above half maximum) and peak above the local background.
+
+    The local background of a seed is the median of the :data:`ANNULUS`
+    around it (masked pixels and pixels off the image excluded); the peak is
+    the highest pixel within 1.5 px of the seed above it, and the FWHM is the
+    diameter of the circle with the area of the pixels within the annulus'
+    inner radius above half that peak.
+    """
+    r_in, r_out = ANNULUS
+    half = int(math.ceil(r_out))
+    h, w = sub.shape
+    off = np.arange(-half, half + 1)
+    yy = py[:, None, None] + off[None, :, None]
+    xx = px[:, None, None] + off[None, None, :]
+    inside = (yy >= 0) & (yy < h) & (xx >= 0) & (xx < w)
+    yy, xx = np.clip(yy, 0, h - 1), np.clip(xx, 0, w - 1)
+    ok = inside & ~bad[yy, xx]
+    st = sub[yy, xx]
+    r = np.hypot(off[None, :, None], off[None, None, :])
+    ring = ok & (r >= r_in) & (r <= r_out)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        level = np.nan_to_num(np.nanmedian(np.where(ring, st, np.nan), axis=(1, 2)))
+    st = st - level[:, None, None]
+    peak = np.where(ok & (r <= 1.5), st, -np.inf).max(axis=(1, 2))
+    peak = np.where(np.isfinite(peak), peak, 0.0)
+    n_half = (ok & (r < r_in) & (st >= 0.5 * peak[:, None, None])).sum(axis=(1, 2))
+    fwhm = np.clip(2.0 * np.sqrt(np.maximum(n_half, 1) / np.pi), 0.5, None)
+    return fwhm, peak
+
+
+#: Largest separation (pixels) at which two seeds can be parts of one source.
+MERGE_RADIUS = 16.0
+#: A seed is a separate source when the smoothed image dips between it and any
+#: brighter seed by at least this fraction of its own peak (and by 1 sigma).
+MERGE_CONTRAST = 0.15
+
+
+def _same_source(smooth: np.ndarray, px: np.ndarray, py: np.ndarray, rms: np.ndarray) -> np.ndarray:
+    """Seeds that are part of a brighter seed's source, shape (N,), bool.
+
+    A seed is dropped when a brighter seed lies within :data:`MERGE_RADIUS`
+    pixels and the smoothed image along the straight line between them never
+    drops below the fainter seed's value by more than ``MERGE_CONTRAST`` of it
+    (nor by more than the pixel noise): the fainter "peak" is a fragment of the
+    brighter source's wings, halo or saturated plateau, not a star of its own
+    (the contrast criterion of SExtractor's deblending, Bertin & Arnouts 1996, §6.3).
+    """
+    from scipy.spatial import cKDTree
+
+    n = len(px)
+    drop = np.zeros(n, bool)
+    if n < 2:
+        return drop
+    pairs = cKDTree(np.column_stack([px, py])).query_pairs(MERGE_RADIUS, output_type="ndarray")
+    if len(pairs) == 0:
+        return drop
+    v = smooth[py, px]
+    i, j = pairs[:, 0], pairs[:, 1]
+    faint = np.where(v[i] <= v[j], i, j)
+    bright = np.where(v[i] <= v[j], j, i)
+    t = np.linspace(0.0, 1.0, 2 * int(MERGE_RADIUS) + 1)
+    lx = np.rint(px[faint, None] + t * (px[bright, None] - px[faint, None])).astype(int)
+    ly = np.rint(py[faint, None] + t * (py[bright, None] - py[faint, None])).astype(int)
+    dip = smooth[ly, lx].min(axis=1)
+    vf = v[faint]
+    tol = np.maximum(MERGE_CONTRAST * np.abs(vf), rms[py[faint], px[faint]])
+    drop[faint[vf - dip < tol]] = True
+    return drop
 
 
 def make_unet_finder(
