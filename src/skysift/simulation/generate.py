@@ -61,7 +61,9 @@ def _log_uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
 
 
 def _robust_sigma(image: np.ndarray) -> float:
-    v = image[np.isfinite(image)]
+    # 1.4826 MAD on every 3rd pixel of every 3rd row: plenty for a noise level, 9x cheaper.
+    sub = image[::3, ::3]
+    v = sub[np.isfinite(sub)]
     return float(1.4826 * np.median(np.abs(v - np.median(v)))) or 1.0
 
 
@@ -155,8 +157,10 @@ def sample_streaks(
     x2, y2 = cx + half[0], cy + half[1]
     flux = _log_uniform(rng, *brightness_range) * sigma * fwhm * length
     streak, truth = render_streak((size, size), x1, y1, x2, y2, flux, fwhm, sigma=sigma, rng=rng)
-    noisy = rng.poisson(np.clip(streak, 0, None)).astype(np.float32)
-    return Sample(base + noisy, truth.table, truth.mask, {"fwhm": fwhm, "sigma": sigma})
+    lit = streak > 0  # photon noise only where the streak puts light
+    image = base.copy()
+    image[lit] += rng.poisson(streak[lit]).astype(np.float32)
+    return Sample(image, truth.table, truth.mask, {"fwhm": fwhm, "sigma": sigma})
 
 
 def sample_moving(rng: np.random.Generator, *, mode: str | None = None, **kw: Any) -> Sample:
