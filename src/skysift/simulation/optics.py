@@ -1,9 +1,7 @@
 """Photometric bands and the telescope of the simulator (PSFs: :mod:`skysift.simulation.psf`).
 
-Units: PSF sizes are in pixels, fluxes in photons (or any linear unit: the
-renderers are linear), angles in arcseconds, lengths in metres. Pixel
-coordinates are 0-based with (0, 0) the centre of the first pixel, x = column,
-y = row.
+Units: fluxes in photons, angles in arcseconds, lengths in metres. The PSF
+classes are re-exported here from :mod:`skysift.simulation.psf`.
 
 References
 ----------
@@ -15,14 +13,6 @@ References
    Photometric content and validation", §5.4 (G zero point 25.6874 mag, Vega).
 .. [G16] Gaia Collaboration, Prusti, T. et al. 2016, A&A 595, A1 (telescope
    aperture 1.45 m x 0.50 m per telescope, 0.7278 m^2).
-.. [M69] Moffat, A. F. J. 1969, A&A 3, 455, "A theoretical investigation of
-   focal stellar images in the photographic emulsion".
-.. [BW] Born, M. & Wolf, E., Principles of Optics, §8.5.2 (Airy pattern).
-.. [F66] Fried, D. L. 1966, JOSA 56, 1372 (r0; seeing FWHM = 0.98 lambda/r0).
-.. [T01] Trujillo, I. et al. 2001, MNRAS 328, 977, §3 (a Moffat profile with
-   beta = 4.765 fits the Kolmogorov long-exposure PSF).
-.. [AK00] Anderson, J. & King, I. R. 2000, PASP 112, 1360 (effective,
-   pixel-integrated PSF).
 """
 
 from __future__ import annotations
