@@ -22,7 +22,19 @@ def _one_line_error(capsys, path_part: str, problem: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "command", [None, "stars", "calibrate", "demo", "simulate", "train", "train stars", "evaluate", "evaluate stars"]
+    "command",
+    [
+        None,
+        "stars",
+        "calibrate",
+        "demo",
+        "simulate",
+        "streaks",
+        "train",
+        "train stars",
+        "evaluate",
+        "evaluate stars",
+    ],
 )
 def test_every_command_has_help(command, capsys):
     args = ["--help"] if command is None else [*command.split(), "--help"]
@@ -30,7 +42,7 @@ def test_every_command_has_help(command, capsys):
     out = capsys.readouterr().out
     assert "Usage" in out
     if command is None:
-        for name in ("stars", "calibrate", "demo", "simulate", "train", "evaluate"):
+        for name in ("stars", "calibrate", "demo", "simulate", "streaks", "train", "evaluate"):
             assert name in out
 
 
@@ -144,3 +156,16 @@ def test_python_dash_m_and_exit_code_in_a_real_process(tmp_path):
         missing.stderr.strip()
         == f"skysift: error: {tmp_path / 'none.fits'}: no such file or folder"
     )
+
+
+def test_streaks_command_on_the_real_streak_frame(data_dir, tmp_path, capsys):
+    out = tmp_path / "st"
+    assert main(["streaks", str(data_dir / "astride_streak" / "long.fits"), "--out", str(out)]) == 0
+    t = Table.read(out / "long.streaks.ecsv")
+    assert len(t) == 1
+    # The original C pipeline measured this streak over x 20..342, y 309..338.
+    assert min(t["x1"][0], t["x2"][0]) < 25 and max(t["x1"][0], t["x2"][0]) > 335
+    assert {"ra1", "dec1", "ra2", "dec2"} <= set(t.colnames)
+    summary = Table.read(out / "summary.ecsv")
+    assert list(summary["n_streaks"]) == [1]
+    assert "1 images, 1 streaks" in capsys.readouterr().out

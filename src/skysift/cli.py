@@ -231,6 +231,32 @@ def simulate(
     typer.echo(f"{len(manifest)} {kind} samples -> {out_dir}")
 
 
+@app.command()
+def streaks(
+    inputs: Annotated[list[Path], typer.Argument(help="Images or folders of images.")],
+    out: OutOpt = None,
+    threshold: Annotated[
+        float, typer.Option("--threshold", help="Score threshold of streak pixels (0-1).")
+    ] = 0.5,
+    method: Annotated[
+        str, typer.Option(help="Streak finder: classical (no learning).")
+    ] = "classical",
+    resume: Annotated[
+        bool, typer.Option("--resume/--no-resume", help="Skip images already done.")
+    ] = True,
+) -> None:
+    """Find satellite and debris streaks: STEM.streaks.ecsv, STEM.prob.fits, STEM.mask.png and summary.ecsv."""
+    from skysift.outputs import ensure_out_dir
+    from skysift.pipeline.streaks import run_streaks
+
+    out_dir = ensure_out_dir(out, "streaks")
+    summary = run_streaks(
+        [str(p) for p in inputs], out_dir, method=method, threshold=threshold, resume=resume
+    )
+    n_found = int(sum(max(int(n), 0) for n in summary["n_streaks"]))
+    typer.echo(f"{len(summary)} images, {n_found} streaks -> {out_dir}")
+
+
 train_app = typer.Typer(
     help="Train a model and write its weights with a model card.", no_args_is_help=True
 )
