@@ -72,8 +72,9 @@ def to_grey8(cube: np.ndarray, sky: np.ndarray | None = None) -> np.ndarray:
     """Scale a ``(T, H, W)`` cube to 8-bit grey with one stretch for all frames.
 
     The stretch maps the 1st percentile of the median frame to 0 and its
-    99.9th percentile (at least 1 ADU higher) to 255, linearly with clipping,
-    so that a pixel's grey level means the same in every frame.
+    99.9th percentile to 255 (but at least 30 noise sigmas of the first frame
+    above black, so that noise stays a few grey levels), linearly with
+    clipping, so that a pixel's grey level means the same in every frame.
 
     Parameters
     ----------
@@ -109,6 +110,7 @@ def motion_zone(
     sky: np.ndarray | None = None,
     margin: int = 24,
     min_fraction: float = 0.1,
+    min_area: int = 60,
     change_k: float = 4.0,
     progress: Callable[[float], None] | None = None,
 ) -> MotionZone:
@@ -133,6 +135,9 @@ def motion_zone(
         Connected parts of the thresholded heat map holding less than this
         fraction of the motion of the largest part are dropped before the box
         is taken (isolated flicker). Default 0.1.
+    min_area : int, optional
+        Connected parts of the thresholded heat map smaller than this
+        (full-size pixels) are noise. Default 60.
     change_k : float, optional
         Flow is kept only where the two frames differ: where the absolute
         difference of the (Gaussian-smoothed, sigma 1 px) grey frames exceeds
@@ -197,7 +202,7 @@ def motion_zone(
         pair_maps.append(mag)
         if progress is not None:
             progress((i + 1) / (t - 1))
-    roi_small = _zone(heat_small, min_fraction)
+    roi_small = _zone(heat_small, min_fraction, max(4, round(min_area * scale**2)))
     frame_motion = np.zeros(t, np.float32)
     roi = None
     if roi_small is not None:
@@ -227,13 +232,17 @@ def motion_zone(
     )
 
 
-def _zone(heat: np.ndarray, min_fraction: float) -> np.ndarray | None:
+def _zone(heat: np.ndarray, min_fraction: float, min_pixels: int) -> np.ndarray | None:
     """Pixels of the significant connected parts of a thresholded heat map."""
     on = heat > 0
     if not on.any():
         return None
     labels, n = ndimage.label(on, structure=np.ones((3, 3)))
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)[1:]
     sums = ndimage.sum(heat, labels, index=np.arange(1, n + 1))
+    sums = np.where(sizes >= min_pixels, sums, 0.0)
+    if not sums.max() > 0:
+        return None
     good = np.flatnonzero(sums >= min_fraction * float(sums.max())) + 1
     keep = np.isin(labels, good)
     return keep if keep.any() else None

@@ -284,7 +284,11 @@ def head_photometry(
         hw = float(np.percentile(np.abs(d[near_head]), 99)) if near_head.any() else fwhm
         # the previous leading point lies ``hw`` beyond the end of the previous smear (this
         # smear's start), and this smear's light reaches ``hw`` behind its start
-        back = prev_lead - 2.0 * hw - 0.5 * fwhm if prev_lead is not None else float(r["s_tail"]) - fwhm
+        back = (
+            prev_lead - 2.0 * hw - 0.5 * fwhm
+            if prev_lead is not None
+            else float(r["s_tail"]) - fwhm
+        )
         half = max(hw + fwhm, 1.5 * fwhm)
         # pixels of the capsule's bounding box
         ax, ay = trajectory.point(np.array([back - half, lead + fwhm + half]))

@@ -83,7 +83,7 @@ def plot_light_curve(result: BolideResult, path: str | Path, *, truth=None) -> P
         ax.errorbar(t[ok], m[ok], yerr=None if e is None else e[ok], fmt="o", ms=4, color="C0",
                     capsize=2, label="measured")  # fmt: skip
         if sat.any():
-            ax.plot(t[sat], m[sat], "v", color="C3", ms=7, mfc="none",
+            ax.plot(t[sat], m[sat], "^", color="C3", ms=7, mfc="none",
                     label="saturated (bright limit)")  # fmt: skip
     if truth is not None and len(truth):
         ax.plot(truth["t"], truth["mag"], "-", color="0.4", lw=1, label="injected")
@@ -245,7 +245,9 @@ def _summary(result: BolideResult) -> dict[str, Any]:
             "zero_point_err": None
             if cal.zero_point is None
             else float(cal.zero_point.zero_point_err),
-            "photometric_rms_mag": None if cal.zero_point is None else float(cal.zero_point.rms_mag),
+            "photometric_rms_mag": None
+            if cal.zero_point is None
+            else float(cal.zero_point.rms_mag),
         }
     return d
 
@@ -288,7 +290,11 @@ def write_report(
     cal = s.get("calibration")
     cal_html = "<p>Calibration failed: magnitudes are instrumental.</p>"
     if cal:
-        zp = "n/a" if cal["zero_point"] is None else f"{cal['zero_point']:.3f} &plusmn; {cal['zero_point_err']:.3f}"
+        zp = (
+            "n/a"
+            if cal["zero_point"] is None
+            else f"{cal['zero_point']:.3f} &plusmn; {cal['zero_point_err']:.3f}"
+        )
         cal_html = (
             f"<p>{cal['model_type']} camera model from {cal['n_matched']} identified stars, "
             f"astrometric RMS {cal['astrometric_rms_px']:.2f} px; zero point {zp} mag, "
@@ -301,7 +307,9 @@ def write_report(
         ("calibration_plot", "Calibration: identified stars"),
     ):
         if rel(key):
-            imgs.append(f'<figure><img src="{rel(key)}" alt="{caption}"><figcaption>{caption}</figcaption></figure>')
+            imgs.append(
+                f'<figure><img src="{rel(key)}" alt="{caption}"><figcaption>{caption}</figcaption></figure>'
+            )
     overlay_links = ""
     ov = files.get("overlays")
     if ov is not None:
@@ -312,7 +320,9 @@ def write_report(
             f'src="overlays/{n}" alt="{n}"></a>'
             for n in names
         ]
-        overlay_links = "<h2>Frames (mask red, head green, motion zone yellow)</h2>" + "".join(thumbs)
+        overlay_links = "<h2>Frames (mask red, head green, motion zone yellow)</h2>" + "".join(
+            thumbs
+        )
     downloads = " &middot; ".join(
         f'<a href="{rel(k)}">{html.escape(Path(files[k]).name)}</a>'
         for k in ("lightcurve", "lightcurve_png", "calibration", "overlay_video", "summary")

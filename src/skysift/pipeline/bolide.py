@@ -285,7 +285,9 @@ def light_curve(
         rate = flux / exposure if exposure else flux
         inst = np.where(rate > 0, -2.5 * np.log10(np.where(rate > 0, rate, 1.0)), np.nan)
         inst_err = 1.0857 * flux_err / flux
-    am = np.where(np.isfinite(alt) & (alt > 0), airmass_of(np.clip(np.nan_to_num(alt), 0.5, 90)), np.nan)
+    am = np.where(
+        np.isfinite(alt) & (alt > 0), airmass_of(np.clip(np.nan_to_num(alt), 0.5, 90)), np.nan
+    )
     mag = np.full(n, np.nan)
     mag_err = np.full(n, np.nan)
     zp = calibration.zero_point if calibration is not None else None
@@ -471,7 +473,9 @@ def run_bolide(
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NoDetectionsWarning)
-            cal = calibrate(cal_frame, site=cal_frame.site or site, time=cal_frame.time or start_time)
+            cal = calibrate(
+                cal_frame, site=cal_frame.site or site, time=cal_frame.time or start_time
+            )
     except SkysiftError as exc:
         messages.append(f"calibration failed ({exc}); magnitudes are instrumental only")
         warnings.warn(messages[-1], NoDetectionsWarning, stacklevel=2)
@@ -540,9 +544,11 @@ def run_bolide(
             messages.append("motion found, but no bolide head was tracked")
         warnings.warn("no bolide found in the video", NoDetectionsWarning, stacklevel=2)
         phot = empty_photometry()
-    exposure = None
-    if cal is not None and cal.frame.exposure is not None:
-        exposure = seq[0].exposure if seq[0].exposure is not None else 1.0 / fps
+    # instrumental magnitudes per second when the calibration's are (or without one, when
+    # the video's exposure is known); per frame when the calibration image has no exposure
+    exposure = seq[0].exposure
+    if cal is not None:
+        exposure = None if cal.frame.exposure is None else (exposure or 1.0 / fps)
     times = _frame_times(seq, fps, start_time)
     lc = light_curve(phot, calibration=cal, times=times, fps=fps, exposure=exposure)
     timings["measure"] = _time.perf_counter() - t1
