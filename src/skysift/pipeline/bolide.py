@@ -357,7 +357,7 @@ def run_bolide(
     video: str | os.PathLike[str] | FrameSequence,
     out_dir: str | os.PathLike[str] | None = None,
     *,
-    calibration: str | os.PathLike[str] | Frame | None = None,
+    calibration: str | os.PathLike[str] | Frame | Any = None,
     site: Site | tuple[float, float, float] | None = None,
     time: Time | str | None = None,
     fps: float | None = None,
@@ -379,8 +379,10 @@ def run_bolide(
         :func:`skysift.io.read_sequence`).
     out_dir : path, optional
         Where the outputs go (created); None writes nothing.
-    calibration : path or Frame, optional
+    calibration : path, Frame or CalibrationResult, optional
         Calibration image; default the median stack of the video's frames.
+        A :class:`~skysift.pipeline.calibrate.CalibrationResult` (a fixed
+        camera calibrated once) is used as it is.
     site : Site or (lat, lon, height_m), optional
         Overrides the metadata.
     time : astropy.time.Time or str, optional
@@ -460,7 +462,10 @@ def run_bolide(
     report("calibrate", 0.0)
     median_frame = seq.median().with_(site=site, time=start_time)
     cal_frame, cal = median_frame, None
-    if calibration is not None:
+    if hasattr(calibration, "zero_point") and hasattr(calibration, "solution"):
+        # a CalibrationResult: a fixed camera calibrated once for many videos
+        cal, cal_frame = calibration, calibration.frame
+    elif calibration is not None:
         from skysift.io import read_frame
 
         cal_frame = (
@@ -471,11 +476,12 @@ def run_bolide(
     try:
         from skysift.pipeline.calibrate import calibrate
 
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NoDetectionsWarning)
-            cal = calibrate(
-                cal_frame, site=cal_frame.site or site, time=cal_frame.time or start_time
-            )
+        if cal is None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", NoDetectionsWarning)
+                cal = calibrate(
+                    cal_frame, site=cal_frame.site or site, time=cal_frame.time or start_time
+                )
     except SkysiftError as exc:
         messages.append(f"calibration failed ({exc}); magnitudes are instrumental only")
         warnings.warn(messages[-1], NoDetectionsWarning, stacklevel=2)

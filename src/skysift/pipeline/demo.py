@@ -35,6 +35,7 @@ from astropy.table import Table
 from astropy.time import Time
 
 from skysift.errors import NoDetectionsWarning
+from skysift.evaluation.bolide import BolideParams, score_light_curve
 from skysift.io.frame import Site
 from skysift.outputs.files import write_table, write_with
 
@@ -42,6 +43,13 @@ __all__ = ["DemoInputs", "demo_inputs", "score_light_curve"]
 
 #: Bundled background of the bolide demo.
 DEMO_BACKGROUND = "magic-allsky-0341"
+
+#: The demo's bolide: 1.05 s across the north-east sky at 28 deg/s, a flare of 1.5 mag.
+DEMO_BOLIDE = BolideParams(
+    start=(62.0, 115.0), end=(38.0, 160.0), speed=28.0, peak_mag=-1.5, duration_s=1.05,
+    peak_fraction=0.65, flares=((0.45, 1.5, 0.03),), t_start_s=0.16, wake_fraction=0.04,
+    wake_tau_s=0.06,
+)  # fmt: skip
 
 
 @dataclass
@@ -106,10 +114,9 @@ def demo_inputs(
         If the bundled frame cannot be calibrated (a broken install).
     """
     from skysift.data import sample
+    from skysift.evaluation.bolide import composite_clip
     from skysift.io import read_frame
     from skysift.pipeline.calibrate import calibrate
-    from skysift.simulation.background import load_background
-    from skysift.simulation.meteors import Flare, LightCurve, Meteor, MeteorVideo
 
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
@@ -118,53 +125,10 @@ def demo_inputs(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NoDetectionsWarning)
         cal = calibrate(frame)
-    zp = cal.zero_point
-    exposure = 1.0 / fps
-    # the frame's stars are 60 s exposures; its zero point for flux per second of a
-    # video frame of `exposure` s is shifted by 2.5 log10(frame exposure / exposure)
-    shift = 2.5 * np.log10((frame.exposure or 1.0) / exposure)
-    zp_video = dataclasses.replace(zp, zero_point=zp.zero_point + shift)
-    sb = load_background(frame)
-    saturation = sb.saturation if sb.saturation is not None else float(np.nanmax(frame.data))
-    duration = 1.05
-    lc = LightCurve.meteor(peak_mag, duration, peak_fraction=0.65, flares=[Flare(0.45, 1.5, 0.03)])
-    meteor = Meteor(
-        (62.0, 115.0), (38.0, 160.0), speed=28.0, light_curve=lc, t_start_s=0.16,
-        camera=cal.camera, wake_fraction=0.04, wake_tau_s=0.06, psf=_fwhm(cal),
-    )  # fmt: skip
-    # a typical mid-exposure extinction: the renderer takes one zero point
-    x_mid, y_mid = meteor.position(meteor.t_start_s + duration / 2)
-    alt_mid, _ = meteor.altaz(meteor.t_start_s + duration / 2)
-    kw = _terms(zp_video, cal, np.atleast_1d(x_mid), np.atleast_1d(y_mid), np.atleast_1d(alt_mid))
-    zp_render = float(np.ravel(zp_video.predict(np.zeros(1), **kw))[0])
-    video = MeteorVideo(
-        sb, meteor, n_frames=n_frames, fps=fps, exposure_s=exposure, zero_point=zp_render,
-        gain=1.0, noise_sigma=np.asarray(sb.noise, np.float32), saturation=saturation,
-    )  # fmt: skip
-    cube, truth_rows = video.render(rng=seed)
-    # true calibrated magnitude of the injected head flux at its true position
-    x, y = np.asarray(truth_rows["x"], float), np.asarray(truth_rows["y"], float)
-    alt = np.asarray(truth_rows["alt"], float)
-    flux = np.asarray(truth_rows["flux"], float)
-    visible = np.asarray(truth_rows["visible"], bool) & (flux > 0)
-    mag = np.full(len(flux), np.inf)
-    if visible.any():
-        kw = _terms(zp_video, cal, x[visible], y[visible], alt[visible])
-        mag[visible] = zp_video.predict(-2.5 * np.log10(flux[visible] / exposure), **kw)
-    truth = Table(
-        {
-            "frame": np.asarray(truth_rows["frame"], int),
-            "t": np.asarray(truth_rows["time_s"], float),
-            "x": x,
-            "y": y,
-            "alt": alt,
-            "az": np.asarray(truth_rows["az"], float),
-            "flux": flux,
-            "mag": mag,
-            "saturated": np.asarray(truth_rows["saturated"], bool),
-            "visible": visible,
-        }
-    )
+    params = dataclasses.replace(DEMO_BOLIDE, peak_mag=peak_mag)
+    clip = composite_clip(frame, cal, params, n_frames=n_frames, fps=fps, seed=seed)
+    truth = clip.truth.copy()
+    del truth["mask"]
     truth.meta["description"] = (
         "skysift demo: bolide injected into the MAGIC all-sky frame of 2018-08-17 03:38 UT; "
         "mag = the frame's photometric calibration applied to the injected head flux"
@@ -172,92 +136,18 @@ def demo_inputs(
     start = frame.time
     header = fits.Header()
     header["DATE-OBS"] = (start.utc.isot, "start of the first frame, UTC")
-    header["EXPTIME"] = (exposure, "exposure of one frame, s")
+    header["EXPTIME"] = (clip.exposure_s, "exposure of one frame, s")
     header["FPS"] = (fps, "frames per second")
     header["SITELAT"] = (s.site.lat, "deg")
     header["SITELONG"] = (s.site.lon, "deg, east positive")
     header["SITEELEV"] = (s.site.height, "m")
-    header["SATURATE"] = (saturation, "ADU")
+    header["SATURATE"] = (clip.saturation, "ADU")
     header["COMMENT"] = "skysift demo: simulated bolide on a real MAGIC all-sky frame"
     path = work / "demo_bolide.fits"
-    hdu = fits.PrimaryHDU(cube.astype(np.float32), header=header)
+    hdu = fits.PrimaryHDU(clip.cube.astype(np.float32), header=header)
     write_with(path, lambda tmp: hdu.writeto(tmp, overwrite=True))
     write_table(truth, work / "demo_truth.ecsv")
     return DemoInputs(video=path, calibration=None, site=s.site, time=start, fps=fps, truth=truth)
-
-
-def _fwhm(cal) -> float:  # noqa: ANN001
-    from skysift.pipeline.bolide import _fwhm as f
-
-    return f(cal)
-
-
-def _terms(zp, cal, x, y, alt) -> dict:  # noqa: ANN001
-    """Keyword arguments of ``zp.predict`` for positions (x, y) at altitudes alt."""
-    from skysift.calibration.photometric import airmass
-    from skysift.pipeline.calibrate import _radius_norm
-
-    kw = {}
-    if "extinction" in zp.terms:
-        kw["airmass"] = airmass(np.clip(alt, 0.5, 90))
-    if "radial" in zp.terms:
-        kw["radius"] = _radius_norm(Table({"x": x, "y": y}), cal.model_type, cal.frame, cal.sky,
-                                    cal.solution)  # fmt: skip
-    if "color" in zp.terms:
-        kw["color"] = np.zeros(len(x))
-    return kw
-
-
-def score_light_curve(lightcurve: Table, truth: Table) -> dict[str, float]:
-    """Recovered-versus-injected magnitudes.
-
-    Parameters
-    ----------
-    lightcurve : Table
-        From :func:`skysift.pipeline.bolide.run_bolide`.
-    truth : Table
-        From :func:`demo_inputs` (or the same columns).
-
-    Returns
-    -------
-    dict
-        ``n_truth`` (visible frames), ``n_measured``, ``n_unsaturated``
-        (frames scored), ``rms_mag``, ``median_abs_mag``, ``max_abs_mag``
-        (over unsaturated frames), ``n_saturated_truth``,
-        ``n_saturated_flagged`` (true saturated frames flagged),
-        ``n_false_saturated``.
-    """
-    tr = {int(r["frame"]): r for r in truth if r["visible"]}
-    errs = []
-    sat_truth = {f for f, r in tr.items() if r["saturated"]}
-    flagged = set()
-    false_sat = 0
-    n_meas = 0
-    for r in lightcurve:
-        f = int(r["frame"])
-        if f not in tr:
-            continue
-        n_meas += 1
-        if r["saturated"]:
-            flagged.add(f)
-            false_sat += f not in sat_truth
-            continue
-        if f in sat_truth or not np.isfinite(r["mag"]):
-            continue
-        errs.append(float(r["mag"]) - float(tr[f]["mag"]))
-    e = np.asarray(errs)
-    return {
-        "n_truth": len(tr),
-        "n_measured": n_meas,
-        "n_unsaturated": int(e.size),
-        "rms_mag": float(np.sqrt(np.mean(e**2))) if e.size else float("nan"),
-        "median_abs_mag": float(np.median(np.abs(e))) if e.size else float("nan"),
-        "max_abs_mag": float(np.max(np.abs(e))) if e.size else float("nan"),
-        "bias_mag": float(np.mean(e)) if e.size else float("nan"),
-        "n_saturated_truth": len(sat_truth),
-        "n_saturated_flagged": len(sat_truth & flagged),
-        "n_false_saturated": int(false_sat),
-    }
 
 
 def run_demo(
