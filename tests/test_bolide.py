@@ -196,3 +196,36 @@ def test_run_bolide_errors_name_the_problem(tmp_path):
         run_bolide(nofps, fps=25, method="magic")
     with pytest.raises(InputError, match="missing.fits"):
         run_bolide(tmp_path / "missing.fits", fps=25)
+
+
+def test_great_circle_fits_a_curved_fisheye_path():
+    from astropy.time import Time
+
+    from skysift.calibration.camera import SkyCamera
+    from skysift.calibration.fisheye import FisheyeModel
+    from skysift.io.frame import Site
+    from skysift.measurement.bolide import GreatCircleTrajectory, fit_great_circle
+
+    model = FisheyeModel(x0=725.97, y0=527.23, rotation=81.15, radial=(340.10, -3.92, -1.77),
+                         parity=-1, tilt=(-0.73, -0.17), shape=(1040, 1392))  # fmt: skip
+    camera = SkyCamera(
+        "fisheye", model, Site(28.7619, -17.8908, 2200.0), Time("2018-08-17T03:38:28")
+    )
+    # a long arc low in the sky: strongly curved in the image
+    m = Meteor((25.0, 60.0), (30.0, 150.0), speed=60.0, light_curve=-2.0, camera=camera, psf=3.0)
+    video = MeteorVideo(np.full((1040, 1392), SKY, np.float32), m, n_frames=30, fps=25.0,
+                        zero_point=ZP, gain=None, noise_sigma=NOISE, mask_threshold=2 * NOISE)  # fmt: skip
+    cube, truth = video.render(rng=2)
+    vis = truth[truth["visible"]]
+    masks = {int(r["frame"]): r["mask"] for r in vis}
+    traj = fit_great_circle(masks, camera)
+    assert isinstance(traj, GreatCircleTrajectory)
+    s, d = traj.project(vis["x"], vis["y"])
+    # the true head positions lie on the fitted circle (a straight line misses them by tens of px)
+    assert np.max(np.abs(d)) < 1.0
+    assert np.all(np.diff(s) > 0)  # and advance along it
+    line = fit_trajectory(masks)
+    assert np.max(np.abs(line.project(vis["x"], vis["y"])[1])) > 10
+    # point() inverts project()
+    x, y = traj.point(s)
+    assert np.max(np.hypot(x - vis["x"], y - vis["y"])) < 1.0

@@ -1,9 +1,10 @@
 """Bolide trajectory, head tracking and per-frame head photometry (bolide report §7.1-7.2).
 
 * :func:`fit_trajectory`: the bolide's straight path in the image, fitted by
-  total least squares to the per-frame mask centroids (a line in the image;
-  on a calibrated camera, :func:`skysift.pipeline.bolide.run_bolide` reports
-  sky positions along it), with the direction of motion from the time order.
+  total least squares to the per-frame mask centroids, with the direction of
+  motion from the time order; :func:`fit_great_circle`: on a calibrated
+  camera, the great circle of the sky the bolide moves on (curved in a
+  fisheye image).
 * :func:`track_head`: the head is the leading point of the mask along the
   path; tracking stops when the head stops advancing (the wake and the
   persistent train stay behind it, report §7.2).
@@ -20,6 +21,7 @@ Pixel coordinates are 0-based, (0, 0) the centre of the first pixel.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from astropy.table import Table
@@ -27,7 +29,15 @@ from astropy.table import Table
 from skysift.errors import InputError
 from skysift.measurement.photometry import gaussian_photometry
 
-__all__ = ["Trajectory", "empty_photometry", "fit_trajectory", "head_photometry", "track_head"]
+__all__ = [
+    "GreatCircleTrajectory",
+    "Trajectory",
+    "empty_photometry",
+    "fit_great_circle",
+    "fit_trajectory",
+    "head_photometry",
+    "track_head",
+]
 
 
 @dataclass(frozen=True)
@@ -65,6 +75,141 @@ class Trajectory:
     def angle_deg(self) -> float:
         """Direction of motion, degrees counter-clockwise from +x (image y down)."""
         return float(np.degrees(np.arctan2(self.uy, self.ux)) % 360.0)
+
+
+def _enu(alt, az) -> np.ndarray:
+    """Unit vectors (east, north, up) of horizontal coordinates in degrees, shape (..., 3)."""
+    alt, az = np.radians(np.asarray(alt, float)), np.radians(np.asarray(az, float))
+    return np.stack([np.cos(alt) * np.sin(az), np.cos(alt) * np.cos(az), np.sin(alt)], axis=-1)
+
+
+@dataclass(frozen=True)
+class GreatCircleTrajectory:
+    """A bolide's path as a great circle of the sky, seen through a calibrated camera.
+
+    A meteor moves on a straight line in space, which the camera sees on a
+    great circle of the sky (a curve in a fisheye image). Distances are
+    measured on the sky and expressed in pixels through the camera's local
+    scale at the path's reference point, so that :func:`track_head` and
+    :func:`head_photometry` use it exactly like a straight
+    :class:`Trajectory`.
+
+    Attributes
+    ----------
+    camera : SkyCamera
+        Pixel <-> (alt, az).
+    pole : ndarray, shape (3,)
+        Unit normal of the great circle's plane (east, north, up), oriented so
+        that the motion is counter-clockwise about it.
+    ref : ndarray, shape (3,)
+        Unit vector of the reference point (``s = 0``) on the circle.
+    px_per_deg : float
+        Camera scale at the reference point, pixels per degree.
+    rms_px : float
+        RMS distance of the fitted centroids from the circle, px.
+    """
+
+    camera: Any
+    pole: np.ndarray
+    ref: np.ndarray
+    px_per_deg: float
+    rms_px: float = 0.0
+
+    def _vectors(self, x, y) -> np.ndarray:
+        alt, az = self.camera.pixel_to_altaz(np.asarray(x, float), np.asarray(y, float))
+        return _enu(alt, az)
+
+    def project(self, x, y) -> tuple[np.ndarray, np.ndarray]:
+        """``(s, d)``: distance along the circle and signed offset from it, in pixels."""
+        v = self._vectors(x, y)
+        dot_pole = v @ self.pole
+        d = np.degrees(np.arcsin(np.clip(dot_pole, -1, 1)))
+        along = v - dot_pole[..., None] * self.pole
+        s = np.degrees(np.arctan2(np.cross(self.ref, along) @ self.pole, along @ self.ref))
+        return s * self.px_per_deg, d * self.px_per_deg
+
+    def point(self, s) -> tuple[np.ndarray, np.ndarray]:
+        """Pixel ``(x, y)`` at distance ``s`` (px) along the circle."""
+        a = np.radians(np.asarray(s, float) / self.px_per_deg)
+        b = np.cross(self.pole, self.ref)
+        v = np.cos(a)[..., None] * self.ref + np.sin(a)[..., None] * b
+        alt = np.degrees(np.arcsin(np.clip(v[..., 2], -1, 1)))
+        az = np.degrees(np.arctan2(v[..., 0], v[..., 1])) % 360.0
+        x, y = self.camera.altaz_to_pixel(alt, az)
+        return np.asarray(x, float), np.asarray(y, float)
+
+    @property
+    def angle_deg(self) -> float:
+        """Direction of motion in the image at the reference point, degrees from +x."""
+        x0, y0 = self.point(0.0)
+        x1, y1 = self.point(1.0)
+        return float(np.degrees(np.arctan2(float(y1 - y0), float(x1 - x0))) % 360.0)
+
+
+def fit_great_circle(
+    masks: dict[int, np.ndarray],
+    camera: Any,
+    diffs: dict[int, np.ndarray] | None = None,
+    *,
+    max_offset: float = 25.0,
+) -> GreatCircleTrajectory | Trajectory | None:
+    """Fit the bolide's great circle to per-frame masks through a calibrated camera.
+
+    The per-frame weighted mask centroids are mapped to unit vectors on the
+    sky; the plane through the observer that best contains them is the one
+    whose normal is the eigenvector of the smallest eigenvalue of
+    ``sum w v v^T`` (a total-least-squares great circle). Centroids farther
+    than ``max_offset`` px from it are dropped and the fit repeated. With
+    fewer than three usable centroids, or centroids spread over less than
+    2 px, the straight :func:`fit_trajectory` is returned instead.
+
+    Parameters
+    ----------
+    masks, diffs : dict int -> ndarray (H, W)
+        As :func:`fit_trajectory`.
+    camera : SkyCamera
+        The calibrated camera (:attr:`CalibrationResult.camera`).
+    max_offset : float, optional
+        Outlier cut, px. Default 25.
+
+    Returns
+    -------
+    GreatCircleTrajectory, Trajectory or None
+    """
+    idx = sorted(i for i, m in masks.items() if m is not None and m.any())
+    if not idx:
+        return None
+    cen = np.array([_centroid(masks[i], None if diffs is None else diffs[i]) for i in idx])
+    if len(idx) < 3 or np.ptp(cen[:, 0]) + np.ptp(cen[:, 1]) < 2.0:
+        return fit_trajectory(masks, diffs, max_offset=max_offset)
+    v = _enu(*camera.pixel_to_altaz(cen[:, 0], cen[:, 1]))
+    if not np.all(np.isfinite(v)):
+        return fit_trajectory(masks, diffs, max_offset=max_offset)
+    w = cen[:, 2]
+    # local scale: pixels per degree at the weighted centre
+    c = np.average(cen[:, :2], axis=0, weights=w)
+    a0 = _enu(*camera.pixel_to_altaz(np.array([c[0], c[0] + 1.0]), np.array([c[1], c[1]])))
+    px_per_deg = 1.0 / max(np.degrees(np.arccos(np.clip(a0[0] @ a0[1], -1, 1))), 1e-9)
+    keep = np.ones(len(idx), bool)
+    for _ in range(3):
+        m = (v[keep] * w[keep, None]).T @ v[keep]
+        evals, evecs = np.linalg.eigh(m)
+        pole = evecs[:, 0]
+        d = np.degrees(np.arcsin(np.clip(v @ pole, -1, 1))) * px_per_deg
+        new = np.abs(d) <= max_offset
+        if new.sum() < 3 or np.array_equal(new, keep):
+            break
+        keep = new
+    # reference: the weighted mean direction, projected on the circle
+    ref = np.average(v[keep], axis=0, weights=w[keep])
+    ref = ref - (ref @ pole) * pole
+    ref /= np.linalg.norm(ref)
+    traj = GreatCircleTrajectory(camera, pole, ref, float(px_per_deg))
+    s, d = traj.project(cen[:, 0], cen[:, 1])
+    if np.corrcoef(np.asarray(idx, float)[keep], s[keep])[0, 1] < 0:
+        traj = GreatCircleTrajectory(camera, -pole, ref, float(px_per_deg))
+    rms = float(np.sqrt(np.mean(d[keep] ** 2)))
+    return GreatCircleTrajectory(traj.camera, traj.pole, ref, float(px_per_deg), rms)
 
 
 def _centroid(mask: np.ndarray, weight: np.ndarray | None) -> tuple[float, float, float]:

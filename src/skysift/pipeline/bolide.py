@@ -50,6 +50,7 @@ from skysift.io.frame import Frame, FrameSequence, Site
 from skysift.measurement.bolide import (
     Trajectory,
     empty_photometry,
+    fit_great_circle,
     fit_trajectory,
     head_photometry,
     track_head,
@@ -536,7 +537,7 @@ def run_bolide(
     t1 = _time.perf_counter()
     report("measure", 0.0)
     diffs = {i: cube[i] - background for i in masks}
-    traj = fit_trajectory(masks, diffs)
+    traj = _fit_path(masks, diffs, cal)
     fwhm = _fwhm(cal)
     phot = None
     if traj is not None:
@@ -575,6 +576,16 @@ def run_bolide(
         timings["write"] = _time.perf_counter() - t1
     timings["total"] = _time.perf_counter() - t0
     return result
+
+
+def _fit_path(masks: dict[int, np.ndarray], diffs: dict[int, np.ndarray], cal: Any) -> Any:
+    """The great circle through the calibrated camera, else a straight line in the image."""
+    if cal is not None:
+        try:
+            return fit_great_circle(masks, cal.camera, diffs)
+        except SkysiftError:  # e.g. a WCS without site or time: no alt/az
+            pass
+    return fit_trajectory(masks, diffs)
 
 
 def _header_fps(seq: FrameSequence) -> float | None:
