@@ -124,10 +124,11 @@ def _resolve_method(method: str) -> str:
     if method != "auto":
         return method
     try:
-        from skysift.learning.weights import get_weights
-
-        get_weights("bolide_unet")
         import torch  # noqa: F401
+
+        from skysift.learning.weights import weights_info
+
+        weights_info("bolide_unet")
     except Exception:  # noqa: BLE001 - no weights or no torch: the classical baseline
         return "classical"
     return "unet"
@@ -141,7 +142,7 @@ def segment_clip(
     *,
     roi: tuple[int, int, int, int] | None,
     method: str = "classical",
-    threshold: float = 0.5,
+    threshold: float | None = None,
     sky: np.ndarray | None = None,
     progress: Callable[[float], None] | None = None,
 ) -> dict[int, np.ndarray]:
@@ -158,7 +159,8 @@ def segment_clip(
     roi : (x0, y0, x1, y1) or None
     method : {"unet", "classical"}, optional
     threshold : float, optional
-        Probability threshold of the U-Net's mask. Default 0.5.
+        Probability threshold of the U-Net's mask. Default: the operating
+        threshold of the weights' model card.
     sky : ndarray of bool (H, W), optional
         ``True`` = sky; the masks are cut to it.
     progress : callable, optional
@@ -174,6 +176,8 @@ def segment_clip(
         from skysift.detection.bolide_learned import BolideSegmenter
 
         segmenter = BolideSegmenter()
+        if threshold is None:
+            threshold = segmenter.threshold
     for k, i in enumerate(frames):
         if segmenter is not None:
             prob = segmenter.predict(cube[i], background, noise, roi=roi)
@@ -363,7 +367,7 @@ def run_bolide(
     time: Time | str | None = None,
     fps: float | None = None,
     method: str = "auto",
-    threshold: float = 0.5,
+    threshold: float | None = None,
     motion_threshold: float = 1.0,
     motion_scale: float = 0.5,
     saturation: float | None = None,
@@ -394,7 +398,8 @@ def run_bolide(
         Segmenter; "auto" (default) uses the shipped U-Net when torch and its
         weights are installed, else the classical baseline.
     threshold : float, optional
-        U-Net probability threshold. Default 0.5.
+        U-Net probability threshold. Default: the model card's operating
+        threshold.
     motion_threshold : float, optional
         θ of the motion heat map, pixels per frame. Default 1.
     motion_scale : float, optional
