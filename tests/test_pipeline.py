@@ -132,31 +132,6 @@ def test_umd_meteor_frame(data_dir, tmp_path):
     assert np.all(on_trail["residual_px"] < 1.0)
 
 
-def test_demo_runs_on_bundled_sample(tmp_path, capsys):
-    out = tmp_path / "demo"
-    assert main(["demo", "--out", str(out)]) == 0
-    printed = capsys.readouterr().out
-    assert "stars identified" in printed
-    info = json.loads((out / "calibration.json").read_text())
-    assert info["n_matched"] >= 300
-    for name in ("stars.ecsv", "matches.ecsv", "calibration.json", "calibration.png"):
-        assert (out / name).stat().st_size > 0
-    m = Table.read(out / "matches.ecsv")
-    assert m.colnames[:11] == [
-        "x",
-        "y",
-        "catalog_id",
-        "ra",
-        "dec",
-        "alt",
-        "az",
-        "catalog_mag",
-        "inst_mag",
-        "mag",
-        "residual_px",
-    ]
-
-
 def test_manual_pairs_fallback_on_magic(data_dir, tmp_path):
     # Five bright stars clicked by hand (positions read off the frame to ~1 px,
     # named as a user would): the same fisheye model is fitted and extended.

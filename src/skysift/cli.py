@@ -179,25 +179,121 @@ def calibrate(
 
 
 @app.command()
-def demo(
+def bolide(
+    video: Annotated[
+        Path, typer.Argument(help="Video (mp4/avi/mkv/mov), folder of frames or FITS cube.")
+    ],
+    calibration: Annotated[
+        Path | None,
+        typer.Option(
+            "--calibration", help="Calibration image (default: median stack of the video)."
+        ),
+    ] = None,
+    site: SiteOpt = None,
+    time: TimeOpt = None,
+    fps: Annotated[float | None, typer.Option("--fps", help="Frame rate (frames/s).")] = None,
+    method: Annotated[
+        str, typer.Option(help="Segmenter: auto (U-Net when installed), unet or classical.")
+    ] = "auto",
     out: OutOpt = None,
-    name: Annotated[str, typer.Option("--sample", help="Bundled sample to run.")] = "magic-allsky",
 ) -> None:
-    """Run the main job on a bundled real sample (calibration of a La Palma all-sky frame)."""
-    from skysift.data import sample
-    from skysift.io import read_frame
-    from skysift.outputs import ensure_out_dir
-    from skysift.outputs.calibration import write_calibration
-    from skysift.pipeline.calibrate import calibrate as run
+    """Calibrated light curve of the bolide in a meteor-camera video."""
+    import warnings
 
-    s = sample(name)
-    typer.echo(f"sample: {s.name}: {s.description}")
-    frame = read_frame(s.path, site=s.site)
-    result = run(frame)
-    out_dir = ensure_out_dir(out, "demo")
-    write_calibration(result, out_dir)
-    typer.echo(_summary(result))
-    typer.echo(f"outputs: {out_dir}")
+    from skysift.errors import NoDetectionsWarning
+    from skysift.outputs import ensure_out_dir
+    from skysift.pipeline.bolide import run_bolide
+
+    out_dir = ensure_out_dir(out, video.stem)
+    with _stage_bar() as progress, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", NoDetectionsWarning)
+        result = run_bolide(
+            video, out_dir, calibration=calibration, site=site, time=time, fps=fps,
+            method=method, progress=progress,
+        )  # fmt: skip
+    for w in caught:
+        _echo(f"skysift: warning: {w.message}")
+    typer.echo(_bolide_summary(result))
+    typer.echo(f"report: {result.files.get('report', out_dir)}")
+
+
+def _bolide_summary(result) -> str:  # noqa: ANN001
+    lc = result.lightcurve
+    if not result.found:
+        return "no bolide found"
+    import numpy as np
+
+    mag = np.asarray(lc["mag"], float)
+    ok = np.isfinite(mag)
+    peak = f", peak magnitude {np.min(mag[ok]):.2f}" if ok.any() else " (uncalibrated)"
+    return (
+        f"bolide tracked in {len(lc)} frames ({int(np.sum(lc['saturated']))} saturated){peak}; "
+        f"segmenter {result.method}"
+    )
+
+
+class _stage_bar:  # noqa: N801 - used as a context manager, like a function
+    """A tqdm progress bar over the pipeline's stages."""
+
+    def __enter__(self):  # noqa: ANN204
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=100, unit="%", leave=False, file=sys.stderr, disable=None)
+        self.stage = ""
+        return self
+
+    def __call__(self, stage: str, fraction: float) -> None:
+        if stage != self.stage:
+            self.stage = stage
+            self.bar.set_description(stage)
+        n = round(100 * fraction)
+        if n != self.bar.n:
+            self.bar.n = n
+            self.bar.refresh()
+
+    def __exit__(self, *exc) -> None:  # noqa: ANN002
+        self.bar.close()
+
+
+@app.command()
+def trails(
+    images: Annotated[list[Path], typer.Argument(help="Single long exposures.")],
+    out: OutOpt = None,
+) -> None:
+    """Meteor trails in single long exposures (one table per image)."""
+    from skysift.outputs import ensure_out_dir
+    from skysift.pipeline.trails import find_trails_in
+
+    out_dir = ensure_out_dir(out, "trails")
+    for path in images:
+        table, written = find_trails_in(path, out_dir)
+        typer.echo(f"{path.name}: {len(table)} trail(s) -> {written}")
+        for r in table:
+            typer.echo(
+                f"  ({r['x1']:.0f}, {r['y1']:.0f}) -> ({r['x2']:.0f}, {r['y2']:.0f}), "
+                f"{r['length']:.0f} px, SNR {r['snr']:.1f}"
+            )
+
+
+@app.command()
+def demo(
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Output folder (default ./skysift-demo/).")
+    ] = None,
+) -> None:
+    """Run the main job on bundled real data: a bolide light curve and a real meteor trail.
+
+    A bolide with a known light curve (flare, saturated frames) is injected by
+    the simulator into the real MAGIC all-sky frame of 2018-08-17 03:41 UT;
+    its calibrated light curve is measured and compared with the truth. Then
+    the real UMD frame Meteor-20191028.png is searched for meteor trails.
+    """
+    from skysift.pipeline.demo import run_demo
+
+    out_dir = out if out is not None else Path.cwd() / "skysift-demo"
+    with _stage_bar() as progress:
+        summary = run_demo(out_dir, progress=progress, echo=typer.echo)
+    typer.echo(f"report: {summary['report']}")
 
 
 @app.command()
@@ -239,8 +335,18 @@ def streaks(
         float, typer.Option("--threshold", help="Score threshold of streak pixels (0-1).")
     ] = 0.5,
     method: Annotated[
-        str, typer.Option(help="Streak finder: classical (no learning).")
-    ] = "classical",
+        str,
+        typer.Option(
+            help="Streak finder: learned (classifier + U-Net segmenter), classical "
+            "(segmentation + elongation cut) or hough (probabilistic Hough lines)."
+        ),
+    ] = "learned",
+    segment_all: Annotated[
+        bool,
+        typer.Option(
+            "--all", help="learned: segment every image, not only those the classifier flags."
+        ),
+    ] = False,
     resume: Annotated[
         bool, typer.Option("--resume/--no-resume", help="Skip images already done.")
     ] = True,
@@ -251,10 +357,38 @@ def streaks(
 
     out_dir = ensure_out_dir(out, "streaks")
     summary = run_streaks(
-        [str(p) for p in inputs], out_dir, method=method, threshold=threshold, resume=resume
+        [str(p) for p in inputs],
+        out_dir,
+        method=method,
+        threshold=threshold,
+        segment_all=segment_all,
+        resume=resume,
     )
     n_found = int(sum(max(int(n), 0) for n in summary["n_streaks"]))
     typer.echo(f"{len(summary)} images, {n_found} streaks -> {out_dir}")
+
+
+@app.command()
+def serve(
+    host: Annotated[
+        str, typer.Option("--host", help="Address to bind; the default serves this computer only.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="TCP port.")] = 8000,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--data-dir",
+            help="Folder of uploads and jobs (default $SKYSIFT_WEB_DATA or ~/.local/share/skysift/web).",
+        ),
+    ] = None,
+    max_upload_mb: Annotated[
+        float, typer.Option("--max-upload-mb", help="Largest accepted upload, in megabytes.")
+    ] = 500.0,
+) -> None:
+    """Run the local web app (needs the web extra): start jobs, follow them, see the results."""
+    from skysift.web.app import serve as run
+
+    run(host, port, data_dir, max_upload_mb=max_upload_mb, echo=typer.echo)
 
 
 train_app = typer.Typer(
@@ -310,6 +444,141 @@ def evaluate_stars_cmd(
             f"{row['detector']:<10} precision {row['precision']:.3f}  recall {row['recall']:.3f}  "
             f"F1 {row['f1']:.3f}  centroid RMS {row['centroid_rms']:.2f} px"
         )
+    typer.echo(f"outputs: {out_dir}")
+
+
+@train_app.command("bolide")
+def train_bolide_cmd(
+    out: OutOpt = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="JSON recipe overriding the shipped one.")
+    ] = None,
+    seed: Annotated[
+        int, typer.Option("--seed", help="Seed of weights, training tiles and evaluation.")
+    ] = 0,
+    cache: Annotated[
+        Path | None, typer.Option("--cache", help="Folder to keep and reuse the rendered tiles.")
+    ] = None,
+) -> None:
+    """Reproduce the shipped bolide-segmenter weights (about 30 minutes on 2 cores)."""
+    from skysift.outputs import ensure_out_dir
+    from skysift.simulation.generate import load_config
+    from skysift.training.bolide import train_bolide
+
+    out_dir = ensure_out_dir(out, "train-bolide")
+    _, card = train_bolide(load_config(config) or None, out=out_dir, seed=seed, cache_dir=cache)
+    for name, m in card.get("metrics", {}).get("held_out_clips", {}).items():
+        typer.echo(f"{name}: precision {m['precision']}, recall {m['recall']}")
+    typer.echo(f"weights -> {out_dir}")
+
+
+@evaluate_app.command("bolide")
+def evaluate_bolide_cmd(
+    weights: Annotated[
+        str, typer.Option("--weights", help="Registered weights name or a .safetensors file.")
+    ] = "bolide_unet",
+    n_clips: Annotated[int, typer.Option("--n-clips", help="Held-out composite clips.")] = 48,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the evaluation clips.")] = 1000,
+    threshold: Annotated[
+        float | None,
+        typer.Option("--threshold", help="Probability cut (default: the weights' own)."),
+    ] = None,
+    out: OutOpt = None,
+) -> None:
+    """Learned vs classical bolide masks on held-out composite clips: pixel precision and recall."""
+    from skysift.outputs import ensure_out_dir, write_table
+    from skysift.training.bolide import evaluate_bolide
+
+    table = evaluate_bolide(weights, seed=seed, n_clips=n_clips, threshold=threshold)
+    out_dir = ensure_out_dir(out, "evaluate-bolide")
+    write_table(table, out_dir / "bolide_segmenter_metrics.ecsv")
+    for row in table:
+        typer.echo(
+            f"{row['method']:<10} {row['bin_kind']:<7} {row['bin']:<12} precision "
+            f"{row['precision']:.3f}  recall {row['recall']:.3f}  frames {row['n_frames']}"
+        )
+    typer.echo(f"outputs: {out_dir}")
+
+
+@train_app.command("streaks")
+def train_streaks_cmd(
+    out: OutOpt = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of weights and data stream.")] = 0,
+    evaluate: Annotated[
+        bool,
+        typer.Option(
+            "--evaluate/--no-evaluate", help="Measure the held-out metrics for the cards."
+        ),
+    ] = True,
+) -> None:
+    """Reproduce the shipped streak classifier and segmenter weights (about 35 minutes on 2 cores)."""
+    from skysift.outputs import ensure_out_dir
+    from skysift.training.streaks import train_streaks
+
+    out_dir = ensure_out_dir(out, "train-streaks")
+    train_streaks(out_dir, seed=seed, evaluate=evaluate)
+    typer.echo(f"weights -> {out_dir}")
+
+
+@evaluate_app.command("streaks")
+def evaluate_streaks_cmd(
+    classifier: Annotated[
+        str, typer.Option("--classifier", help="Registered weights name or a .safetensors file.")
+    ] = "streak_classifier",
+    segmenter: Annotated[
+        str, typer.Option("--segmenter", help="Registered weights name or a .safetensors file.")
+    ] = "streak_segmenter",
+    n_frames: Annotated[
+        int, typer.Option("--n-frames", help="Held-out 512x512 segmentation frames.")
+    ] = 48,
+    n_cutouts: Annotated[
+        int, typer.Option("--n-cutouts", help="Held-out 128x128 classifier cutouts.")
+    ] = 2000,
+    steps: Annotated[
+        str,
+        typer.Option("--steps", help="Comma-separated window steps to compare (0 = whole image)."),
+    ] = "",
+    hough: Annotated[bool, typer.Option("--hough", help="Add the Hough baseline.")] = True,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the held-out sets.")] = 1000,
+    out: OutOpt = None,
+) -> None:
+    """Table 1 of the satellite paper: learned vs baselines on held-out composites, ROC/PR plots."""
+    from skysift.evaluation.streaks import evaluate_streaks, format_table1, write_evaluation
+    from skysift.outputs import ensure_out_dir
+
+    try:
+        step_list = tuple(int(s) for s in steps.split(",") if s.strip())
+    except ValueError:
+        from skysift.errors import InputError
+
+        msg = f"--steps must be comma-separated integers, got {steps!r}"
+        raise InputError(msg) from None
+    report = evaluate_streaks(
+        classifier=classifier,
+        segmenter=segmenter,
+        n_frames=n_frames,
+        n_cutouts=n_cutouts,
+        steps=step_list,
+        hough=hough,
+        seed=seed,
+        progress=True,
+    )
+    out_dir = ensure_out_dir(out, "evaluate-streaks")
+    write_evaluation(report, out_dir)
+    typer.echo(format_table1(report.table1))
+    if report.classifier is not None:
+        for row in report.classifier:
+            typer.echo(
+                f"classifier {row['subset']:<22} n={row['n_pos']:<5} AUC {row['auc']:.4f}  "
+                f"TPR at 1% FPR {row['tpr_at_1pct_fpr']:.3f}"
+            )
+    if report.steps is not None:
+        for row in report.steps:
+            typer.echo(
+                f"step {row['step']:>4}: {row['n_windows']:>4} windows, "
+                f"{row['seconds_1032x768']:.2f} s per 1032x768 frame, "
+                f"TPR@1e-5 {row['tpr_at_fpr']:.3f}, P@90%R {row['precision_at_recall']:.3f}"
+            )
     typer.echo(f"outputs: {out_dir}")
 
 

@@ -204,7 +204,12 @@ def run_demo(
         trail = {k: round(float(r[k]), 1) for k in ("x1", "y1", "x2", "y2", "length", "snr")}
     summary = {**score, "segmenter": result.method, "trail": trail}
     write_json(summary, out / "demo_score.json")
-    extra = _demo_html(score, trail, out)
+    png = (
+        None
+        if trail_file is None
+        else f"../umd_meteor/{Path(trail_file).name.replace('.ecsv', '.png')}"
+    )
+    extra = _demo_html(score, trail, png)
     files["report"] = write_report(result, out / "bolide", files, extra=extra,
                                    title="skysift demo: bolide on a real all-sky frame")  # fmt: skip
     echo(
@@ -228,7 +233,7 @@ def run_demo(
     return summary
 
 
-def _demo_html(score: dict, trail: dict | None, out: Path) -> str:
+def _demo_html(score: dict, trail: dict | None, png: str | None) -> str:
     import html
 
     rows = "".join(
@@ -242,8 +247,12 @@ def _demo_html(score: dict, trail: dict | None, out: Path) -> str:
         else f"<p>Real UMD frame <code>Meteor-20191028.png</code>: meteor trail from "
         f"({trail['x1']:.0f}, {trail['y1']:.0f}) to ({trail['x2']:.0f}, {trail['y2']:.0f}), "
         f"{trail['length']:.0f} px, SNR {trail['snr']:.1f}.</p>"
-        '<figure><img src="../umd_meteor/Meteor-20191028.trails.png" alt="UMD meteor trail">'
-        "<figcaption>UMD meteor trail (green)</figcaption></figure>"
+        + (
+            f'<figure><img src="{png}" alt="UMD meteor trail">'
+            "<figcaption>UMD meteor trail (green)</figcaption></figure>"
+            if png
+            else ""
+        )
     )
     return (
         "<h2>Demo: recovered versus injected</h2><p>The bolide was injected by the simulator "
