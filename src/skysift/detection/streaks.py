@@ -131,23 +131,9 @@ class ClassicalStreakFinder:
         the smoothed significance), 0 elsewhere: 0.5 at the threshold.
         ``mask``: ``True`` = bad pixel, ignored.
         """
-        img, bad = check_image(image, mask, what="streak detection", dtype=np.float64)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            bkg = estimate_background(
-                np.where(bad, np.nanmedian(img), img), mask=bad, box_size=self.box_size
-            )
-        rms = np.where(bkg.rms > 0, bkg.rms, max(bkg.global_rms, 1e-12))
-        z = np.where(bad, 0.0, (img - bkg.level) / rms)
-        zs = ndimage.gaussian_filter(z, self.smooth_fwhm / 2.3548, mode="nearest")
-        good = ~bad
-        med = np.median(zs[good])
-        noise = 1.4826 * np.median(np.abs(zs[good] - med)) or 1.0
-        zs = (zs - med) / noise
-        zs[bad] = 0.0
-
+        z, zs, _ = self.significance(image, mask)
         labels, n = ndimage.label(zs >= self.threshold, structure=np.ones((3, 3), bool))
-        prob = np.zeros(img.shape, np.float32)
+        prob = np.zeros(z.shape, np.float32)
         if n == 0:
             return prob
         cores = self._star_cores(zs, labels)
@@ -163,6 +149,42 @@ class ClassicalStreakFinder:
             v = zs[sl][keep]
             prob[sl][keep] = (v / (v + self.threshold)).astype(np.float32)
         return prob
+
+    def significance(
+        self, image: np.ndarray, mask: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Noise-normalised image and its matched-filtered significance.
+
+        Returns
+        -------
+        z : ndarray, shape (H, W), float64
+            ``(image - background) / rms`` (sep-style mesh background), 0 at bad pixels.
+        zs : ndarray, shape (H, W), float64
+            ``z`` smoothed with a Gaussian of FWHM ``smooth_fwhm``, rescaled to
+            unit robust noise (0 at bad pixels).
+        bad : ndarray of bool, shape (H, W)
+            Masked or non-finite pixels.
+
+        Raises
+        ------
+        InputError
+            For an image that is not 2-D or a mask of another shape.
+        """
+        img, bad = check_image(image, mask, what="streak detection", dtype=np.float64)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            bkg = estimate_background(
+                np.where(bad, np.nanmedian(img), img), mask=bad, box_size=self.box_size
+            )
+        rms = np.where(bkg.rms > 0, bkg.rms, max(bkg.global_rms, 1e-12))
+        z = np.where(bad, 0.0, (img - bkg.level) / rms)
+        zs = ndimage.gaussian_filter(z, self.smooth_fwhm / 2.3548, mode="nearest")
+        good = ~bad
+        med = np.median(zs[good])
+        noise = 1.4826 * np.median(np.abs(zs[good] - med)) or 1.0
+        zs = (zs - med) / noise
+        zs[bad] = 0.0
+        return z, zs, bad
 
     def _star_cores(self, zs: np.ndarray, labels: np.ndarray) -> np.ndarray:
         """Compact bright sources (stars), to keep out of streak masks.

@@ -1,9 +1,17 @@
-"""Streak pipeline: find satellite and debris streaks in one frame or a batch of files."""
+"""Streak pipeline: find satellite and debris streaks in one frame or a batch of files.
+
+Methods: ``"learned"`` (default; the classifier + segmenter of the Unistellar
+satellite-streak paper, :class:`skysift.detection.streaks_learned.LearnedStreakFinder`;
+needs the ``learn`` extra), ``"classical"`` (no learning,
+:class:`skysift.detection.streaks.ClassicalStreakFinder`) and ``"hough"``
+(probabilistic Hough lines, :class:`skysift.detection.hough.HoughStreakFinder`).
+"""
 
 from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,15 +19,16 @@ import numpy as np
 from astropy.io import fits
 from astropy.table import Table
 
-from skysift.detection.streaks import ClassicalStreakFinder
+from skysift.detection.streaks import ClassicalStreakFinder, StreakDetection
 from skysift.errors import InputError, NoDetectionsWarning
 from skysift.io import read_frame
 from skysift.io.frame import Frame
 from skysift.outputs.files import atomic_path, write_table
 
-__all__ = ["StreakResult", "find_streaks", "run_streaks", "STREAK_METHODS"]
+__all__ = ["StreakResult", "find_streaks", "run_streaks", "make_streak_finder", "STREAK_METHODS"]
 
-STREAK_METHODS = ("classical",)
+STREAK_METHODS = ("learned", "classical", "hough")
+DEFAULT_METHOD = "learned"
 _TABLE_COLUMNS = ["x1", "y1", "x2", "y2", "length", "angle", "width", "flux", "snr", "score"]
 _SKY = ["ra1", "dec1", "ra2", "dec2"]
 _IMAGE_SUFFIXES = {".fits", ".fit", ".fts", ".fz", ".gz", ".png", ".jpg", ".jpeg", ".tif", ".tiff"}
@@ -37,7 +46,8 @@ class StreakResult:
         One row per streak (see
         :func:`skysift.measurement.streaks.streaks_from_probability`).
     p_streak : float
-        Image-level streak score in [0, 1] (classical method: the largest pixel score).
+        Image-level streak score in [0, 1] (learned: the classifier's image
+        score; classical and hough: the largest pixel score).
     """
 
     prob: np.ndarray
@@ -45,11 +55,66 @@ class StreakResult:
     p_streak: float
 
 
+def _check_method(method: str) -> None:
+    if method not in STREAK_METHODS:
+        msg = f"method must be one of {list(STREAK_METHODS)}, got {method!r}"
+        raise InputError(msg)
+
+
+def make_streak_finder(
+    method: str = DEFAULT_METHOD,
+    *,
+    segment_all: bool = False,
+    step: int | None = None,
+) -> Callable[..., StreakDetection]:
+    """The streak finder of ``method``, configured (weights load at the first call).
+
+    Parameters
+    ----------
+    method : {"learned", "classical", "hough"}, optional
+        Default "learned".
+    segment_all : bool, optional
+        Learned method: segment every image, not only those the classifier
+        flags. Default False.
+    step : int, optional
+        Learned method: step of the segmenter's windows, pixels (default
+        :data:`skysift.detection.streaks_learned.DEFAULT_STEP`).
+
+    Returns
+    -------
+    callable
+        ``finder(image, mask, threshold=..., wcs_or_camera=...) -> StreakDetection``.
+
+    Raises
+    ------
+    InputError
+        For an unknown ``method``, or ``"learned"`` without torch installed.
+    """
+    _check_method(method)
+    if method == "classical":
+        return ClassicalStreakFinder()
+    if method == "hough":
+        from skysift.detection.hough import HoughStreakFinder
+
+        return HoughStreakFinder()
+    try:
+        import torch  # noqa: F401
+
+        from skysift.detection.streaks_learned import LearnedStreakFinder, StreakSegmenter
+    except ImportError as exc:  # torch missing
+        msg = f"method 'learned' needs the learn extra (pip install 'skysift[learn]'): {exc}"
+        raise InputError(msg) from exc
+    seg = StreakSegmenter() if step is None else StreakSegmenter(step=int(step))
+    return LearnedStreakFinder(segmenter=seg, segment_all=segment_all)
+
+
 def find_streaks(
     frame_or_path: Frame | str | os.PathLike[str],
     *,
-    method: str = "classical",
+    method: str = DEFAULT_METHOD,
     threshold: float = 0.5,
+    segment_all: bool = False,
+    finder: Callable[..., StreakDetection] | None = None,
 ) -> StreakResult:
     """Find the streaks of one frame.
 
@@ -57,11 +122,16 @@ def find_streaks(
     ----------
     frame_or_path : Frame or path
         A frame, or an image file read with :func:`skysift.io.read_frame`.
-    method : {"classical"}, optional
-        The streak finder. Default "classical"
-        (:class:`~skysift.detection.streaks.ClassicalStreakFinder`).
+    method : {"learned", "classical", "hough"}, optional
+        The streak finder (see :func:`make_streak_finder`). Default "learned".
     threshold : float, optional
         Probability threshold of the streak masks, in (0, 1]. Default 0.5.
+    segment_all : bool, optional
+        Learned method: segment the frame even when the classifier does not
+        flag it. Default False.
+    finder : callable, optional
+        A finder made by :func:`make_streak_finder` (reused across frames);
+        overrides ``method`` and ``segment_all``.
 
     Returns
     -------
@@ -74,15 +144,13 @@ def find_streaks(
     InputError
         For an unreadable file (one line naming it) or an unknown ``method``.
     """
-    if method not in STREAK_METHODS:
-        msg = f"method must be one of {list(STREAK_METHODS)}, got {method!r}"
-        raise InputError(msg)
+    if finder is None:
+        finder = make_streak_finder(method, segment_all=segment_all)
     frame = frame_or_path if isinstance(frame_or_path, Frame) else read_frame(frame_or_path)
     wcs = frame.meta.get("wcs")
-    det = ClassicalStreakFinder()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NoDetectionsWarning)
-        d = det(frame.data, frame.mask, threshold=threshold, wcs_or_camera=wcs)
+        d = finder(frame.data, frame.mask, threshold=threshold, wcs_or_camera=wcs)
     if len(d.table) == 0:
         warnings.warn(f"{frame.name}: no streak found", NoDetectionsWarning, stacklevel=2)
     return StreakResult(prob=d.prob, table=d.table, p_streak=d.p_streak)
@@ -126,8 +194,9 @@ def run_streaks(
     inputs: str | os.PathLike[str] | list[str | os.PathLike[str]],
     out_dir: str | os.PathLike[str],
     *,
-    method: str = "classical",
+    method: str = DEFAULT_METHOD,
     threshold: float = 0.5,
+    segment_all: bool = False,
     resume: bool = True,
     progress: bool = True,
 ) -> Table:
@@ -145,7 +214,7 @@ def run_streaks(
         Image files, or a folder (its image files, sorted).
     out_dir : path
         Output folder (created).
-    method, threshold
+    method, threshold, segment_all
         See :func:`find_streaks`.
     resume : bool, optional
         Skip images whose three outputs exist (their summary rows are read
@@ -166,9 +235,7 @@ def run_streaks(
     """
     from tqdm.auto import tqdm
 
-    if method not in STREAK_METHODS:
-        msg = f"method must be one of {list(STREAK_METHODS)}, got {method!r}"
-        raise InputError(msg)
+    finder = make_streak_finder(method, segment_all=segment_all)
     if isinstance(inputs, str | os.PathLike):
         p = Path(inputs)
         if p.is_dir():
@@ -194,7 +261,7 @@ def run_streaks(
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", NoDetectionsWarning)
-                res = find_streaks(path, method=method, threshold=threshold)
+                res = find_streaks(path, threshold=threshold, finder=finder)
         except InputError as err:
             rows.append((str(path), np.nan, -1, str(err).splitlines()[0]))
             continue
