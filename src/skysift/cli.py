@@ -511,7 +511,7 @@ def train_streaks_cmd(
         ),
     ] = True,
 ) -> None:
-    """Reproduce the shipped streak classifier and segmenter weights (about 35 minutes on 2 cores)."""
+    """Reproduce the shipped streak classifier and segmenter weights (55 + 25 min on 2 shared cores)."""
     from skysift.outputs import ensure_out_dir
     from skysift.training.streaks import train_streaks
 
