@@ -38,14 +38,14 @@ x = column; masks are segmentation masks, ``True`` = bolide.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import cv2
 import numpy as np
 
-from skysift.errors import InputError
+from skysift.training.common import JsonConfig
 from skysift.training.stars_data import PreparedBackground, prepare_background
 
 __all__ = [
@@ -87,7 +87,7 @@ _FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
 
 
 @dataclass
-class BolideDataConfig:
+class BolideDataConfig(JsonConfig):
     """Parameters of the simulated clips (configuration as data; saved in the model card).
 
     Attributes
@@ -131,6 +131,8 @@ class BolideDataConfig:
         Training tiles cut from each clip (different frames).
     """
 
+    _label: ClassVar[str] = "bolide data"
+
     size: int = 128
     context: int = 24
     n_frames_range: tuple[int, int] = (9, 25)
@@ -158,24 +160,6 @@ class BolideDataConfig:
     p_no_bolide: float = 0.08
     gain_range: tuple[float, float] = (0.5, 5.0)
     samples_per_clip: int = 2
-
-    def to_dict(self) -> dict[str, Any]:
-        """The configuration as a JSON-ready dict."""
-        out = {}
-        for f in fields(self):
-            v = getattr(self, f.name)
-            out[f.name] = list(v) if isinstance(v, tuple) else v
-        return out
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> BolideDataConfig:
-        """Inverse of :meth:`to_dict` (unknown keys raise InputError)."""
-        names = {f.name for f in fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            msg = f"unknown bolide data option(s) {sorted(unknown)}; valid: {sorted(names)}"
-            raise InputError(msg)
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 
 @dataclass

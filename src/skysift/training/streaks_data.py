@@ -32,14 +32,15 @@ of the first pixel, x = column.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from scipy import ndimage
 
 from skysift.errors import InputError
+from skysift.training.common import JsonConfig
 from skysift.training.stars_data import (
     HELD_OUT_BACKGROUNDS,
     PreparedBackground,
@@ -78,7 +79,7 @@ _MASK_FRACTION = math.erf(math.sqrt(math.log(2.0)))
 
 
 @dataclass
-class StreakDataConfig:
+class StreakDataConfig(JsonConfig):
     """Parameters of the composite cutouts (configuration as data; saved in the model cards).
 
     Attributes
@@ -111,6 +112,8 @@ class StreakDataConfig:
         Random 90° rotations and flips of the cutout.
     """
 
+    _label: ClassVar[str] = "streak data"
+
     size: int = 128
     p_streak: float = 0.5
     snr_avg_range: tuple[float, float] = (0.15, 50.0)
@@ -122,30 +125,6 @@ class StreakDataConfig:
     p_modulation: float = 0.3
     gain_range: tuple[float, float] = (0.5, 5.0)
     augment: bool = True
-
-    def to_dict(self) -> dict[str, Any]:
-        """The configuration as a JSON-ready dict."""
-        out = {}
-        for f in fields(self):
-            v = getattr(self, f.name)
-            out[f.name] = list(v) if isinstance(v, tuple) else v
-        return out
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> StreakDataConfig:
-        """Inverse of :meth:`to_dict`.
-
-        Raises
-        ------
-        InputError
-            On an unknown key (the message lists the valid ones).
-        """
-        names = {f.name for f in fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            msg = f"unknown streak data option(s) {sorted(unknown)}; valid: {sorted(names)}"
-            raise InputError(msg)
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 
 @dataclass
