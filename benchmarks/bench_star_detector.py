@@ -7,9 +7,12 @@ for a 1392x1040 and a 3840x2160 frame (median of ``--repeat`` runs, the
 first run excluded); the classical finder beside them. With ``--real`` it
 also calibrates the real MAGIC and UMD frames with both finders and
 prints ``n_matched`` (catalogue-identified stars); ``--out`` gets the PR
-plot and overlay PNGs. Usage:
+plot and overlay PNGs. ``--sweep`` prints only the operating points of the
+shipped model (probability cut, minimum region area) with the recall per
+SNR bin, and the classical finder's. Usage:
 
     python benchmarks/bench_star_detector.py [--frames 9] [--repeat 3] [--real] [--out DIR]
+    python benchmarks/bench_star_detector.py --sweep [--frames 9]
 """
 
 from __future__ import annotations
@@ -154,6 +157,38 @@ def _real_frames(out: Path | None):
                 )
 
 
+#: (probability cut, min_area) operating points printed by ``--sweep``.
+SWEEP = (
+    (0.5, 3),
+    (0.4, 3),
+    (0.3, 3),
+    (0.2, 3),
+    (0.1, 3),
+    (0.05, 3),
+    (0.04, 3),
+    (0.04, 4),
+    (0.03, 3),
+    (0.01, 3),
+)
+
+
+def _sweep(n_frames: int) -> None:
+    """Precision, recall and recall per SNR bin of the shipped model at each :data:`SWEEP` point."""
+    cols = ("recall_snr_5_7", "recall_snr_7_10", "recall_snr_10_up")
+    print(f"Held-out composites, {n_frames} frames; recall over SNR >= 5, match radius 2 px")
+    print(f"{'setting':<28} {'P':>6} {'R':>6} {'R 5-7':>6} {'R 7-10':>6} {'R >=10':>6} {'fp':>5}")
+    for th, min_area in SWEEP:
+        ev = evaluate_stars(n_frames=n_frames, threshold=th, finder_kwargs={"min_area": min_area})
+        u = ev[ev["detector"] == "unet"][0]
+        bins = " ".join(f"{u[c]:>6.3f}" for c in cols)
+        label = f"unet p>={th} min_area={min_area}"
+        print(f"{label:<28} {u['precision']:>6.3f} {u['recall']:>6.3f} {bins} {u['fp']:>5}")
+    c = ev[ev["detector"] == "classical"][0]
+    bins = " ".join(f"{c[k]:>6.3f}" for k in cols)
+    label = "classical (3 sigma)"
+    print(f"{label:<28} {c['precision']:>6.3f} {c['recall']:>6.3f} {bins} {c['fp']:>5}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=9)
@@ -161,8 +196,14 @@ def main() -> None:
     parser.add_argument("--real", action="store_true", help="also calibrate the real frames")
     parser.add_argument("--no-pruned", action="store_true", help="skip the pruned model")
     parser.add_argument("--out", type=Path, default=None, help="folder for plots and overlays")
+    parser.add_argument(
+        "--sweep", action="store_true", help="only the operating points of the shipped model"
+    )
     args = parser.parse_args()
     torch.set_num_threads(2)
+    if args.sweep:
+        _sweep(args.frames)
+        return
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
 

@@ -279,3 +279,27 @@ def test_tiny_training_smoke():
     for (k, v), v2 in zip(model.state_dict().items(), model2.state_dict().values(), strict=True):
         assert np.array_equal(v.numpy(), v2.numpy()), k
     assert set(card["recipe"]["data_split"]["held_out"]) == set(HELD_OUT_BACKGROUNDS)
+
+
+def test_recall_by_snr_bins_against_truth():
+    from astropy.table import Table
+
+    from skysift.training.stars import SNR_BINS, _bin_name, _recall_by_snr
+
+    truth = Table(
+        {
+            "x": [10.0, 30.0, 50.0, 70.0, 90.0, 110.0],
+            "y": [10.0] * 6,
+            "snr": [3.0, 5.0, 6.9, 7.0, 9.0, 500.0],
+        }
+    )
+    # found: the SNR 5 star (1.5 px off), the SNR 7 and SNR 500 stars; a detection 3 px
+    # from the SNR 6.9 star is too far (match radius 2 px), and the SNR 3 star is in no bin
+    det = np.array([[10.0, 10.0], [31.5, 10.0], [50.0, 13.0], [70.0, 10.0], [110.2, 9.9]])
+    out = _recall_by_snr(det, truth)
+    np.testing.assert_array_equal(out, [[1, 2], [1, 2], [1, 1]])
+    assert [_bin_name(*b) for b in SNR_BINS] == [
+        "recall_snr_5_7",
+        "recall_snr_7_10",
+        "recall_snr_10_up",
+    ]

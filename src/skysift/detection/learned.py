@@ -54,6 +54,9 @@ __all__ = ["UNetStarFinder", "normalise_image", "star_probability", "make_unet_f
 #: calibrate's default 3 sigma gives a minimum aperture SNR of 4 (local-annulus
 #: photometry). With it the learned finder identifies more catalogue stars than the
 #: classical one on the MAGIC (0055, 0341) and UMD frames at sub-pixel RMS.
+#: The aperture SNR is ~0.4x the matched-filter SNR of the evaluation's truth
+#: (``skysift.training.stars_data.snr_to_flux``), so this keeps mostly stars of
+#: matched-filter SNR >~ 10; :func:`skysift.training.stars.evaluate_stars` applies no SNR cut.
 SNR_PER_SIGMA = 4.0 / 3.0
 
 #: Inner and outer radius (pixels) of the local background annulus of the photometry.

@@ -57,6 +57,8 @@ WEIGHTS_NAME = "stars_unet"
 #: Object-level evaluation: match radius (px) and the SNR of the stars that count.
 MATCH_RADIUS = 2.0
 EVAL_SNR = 5.0
+#: SNR bins (lower edge inclusive) of the per-bin recall of :func:`evaluate_stars`.
+SNR_BINS = ((5.0, 7.0), (7.0, 10.0), (10.0, np.inf))
 
 
 def default_recipe() -> dict[str, Any]:
@@ -441,6 +443,25 @@ def _frame_counts(
     return out
 
 
+def _recall_by_snr(det_xy: np.ndarray, truth: Table) -> np.ndarray:
+    """(found, total) injected stars per :data:`SNR_BINS` bin, shape (n_bins, 2), for one frame."""
+    from skysift.evaluation.metrics import match_objects
+
+    snr = np.asarray(truth["snr"])
+    m = match_objects(det_xy.reshape(-1, 2), np.c_[truth["x"], truth["y"]], MATCH_RADIUS)
+    found = np.zeros(len(snr), bool)
+    found[m.true_index] = True
+    out = np.zeros((len(SNR_BINS), 2))
+    for k, (lo, hi) in enumerate(SNR_BINS):
+        s = (snr >= lo) & (snr < hi)
+        out[k] = (np.count_nonzero(found & s), np.count_nonzero(s))
+    return out
+
+
+def _bin_name(lo: float, hi: float) -> str:
+    return f"recall_snr_{lo:g}_{hi:g}" if np.isfinite(hi) else f"recall_snr_{lo:g}_up"
+
+
 def evaluate_stars(
     weights: Any = None,
     *,
@@ -490,7 +511,9 @@ def evaluate_stars(
         ``recall``, ``f1``, ``tp``, ``fp``, ``fn``, ``centroid_rms`` (px),
         ``recall_at_other_precision`` (the best recall of this detector,
         sweeping its score, at a precision >= the other detector's operating
-        precision), ``seconds`` (mean per frame). ``meta["curves"]`` holds the
+        precision), ``recall_snr_5_7``, ``recall_snr_7_10``, ``recall_snr_10_up``
+        (recall of the stars in those SNR bins, :data:`SNR_BINS`), ``seconds``
+        (mean per frame). ``meta["curves"]`` holds the
         PR sweeps (``threshold``, ``precision``, ``recall`` per detector) and
         ``meta["per_frame"]`` the per-frame counts.
     """
@@ -512,6 +535,7 @@ def evaluate_stars(
     th_c = np.unique(np.r_[np.geomspace(2.0, 200.0, 40), 0.0])
     acc = {"unet": np.zeros((len(th_u), 4)), "classical": np.zeros((len(th_c), 4))}
     secs = {"unet": 0.0, "classical": 0.0}
+    by_snr = {"unet": np.zeros((len(SNR_BINS), 2)), "classical": np.zeros((len(SNR_BINS), 2))}
     per_frame = []
     for i in range(int(n_frames)):
         bg = bgs[i % len(bgs)]
@@ -537,6 +561,8 @@ def evaluate_stars(
         cc = _frame_counts(np.c_[cdet["x"], cdet["y"]], np.asarray(cdet["snr"], float), truth, th_c)
         acc["unet"] += cu
         acc["classical"] += cc
+        by_snr["unet"] += _recall_by_snr(np.c_[det["x"], det["y"]], truth)
+        by_snr["classical"] += _recall_by_snr(np.c_[cdet["x"], cdet["y"]], truth)
         per_frame.append(
             {
                 "frame": i,
@@ -583,6 +609,10 @@ def evaluate_stars(
                 "fn": int(fn),
                 "centroid_rms": float(np.sqrt(se / tp)) if tp else float("nan"),
                 "recall_at_other_precision": r_at,
+                **{
+                    _bin_name(lo, hi): float(f / n) if n else float("nan")
+                    for (lo, hi), (f, n) in zip(SNR_BINS, by_snr[name], strict=True)
+                },
                 "seconds": secs[name] / max(int(n_frames), 1),
             }
         )
