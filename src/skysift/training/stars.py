@@ -320,17 +320,9 @@ def save_star_weights(
     Path
         The ``.safetensors`` file.
     """
-    from skysift.learning.weights import save_weights
+    from skysift.training.common import save_weights_with_card
 
-    path = Path(out) / f"{name}.safetensors"
-    fields = {
-        k: card[k]
-        for k in ("description", "normalisation", "metrics", "recipe", "seed", "command")
-        if k in card
-    }
-    w = save_weights(model, path, dict(fields, name=name))
-    path.with_suffix(".md").write_text(_card_markdown(w.to_dict(), model))
-    return path
+    return save_weights_with_card(model, card, out, name, _card_markdown)
 
 
 def _card_markdown(card: dict[str, Any], model: Any) -> str:

@@ -35,15 +35,16 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import cv2
 import numpy as np
 from astropy.table import Table
 
 from skysift.errors import InputError
+from skysift.training.common import JsonConfig
 
 __all__ = [
     "TRAIN_BACKGROUNDS",
@@ -88,7 +89,7 @@ _CAPTION_CHARS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz
 
 
 @dataclass
-class StarDataConfig:
+class StarDataConfig(JsonConfig):
     """Parameters of the training patches (configuration as data; saved in the model card).
 
     Attributes
@@ -127,6 +128,8 @@ class StarDataConfig:
         normalise (models a background misestimate).
     """
 
+    _label: ClassVar[str] = "star data"
+
     size: int = 64
     phase: int = 2
     n_stars_range: tuple[int, int] = (1, 40)
@@ -147,24 +150,6 @@ class StarDataConfig:
     p_cosmic: float = 0.25
     gain_range: tuple[float, float] = (0.5, 5.0)
     norm_jitter: float = 0.1
-
-    def to_dict(self) -> dict[str, Any]:
-        """The configuration as a JSON-ready dict."""
-        out = {}
-        for f in fields(self):
-            v = getattr(self, f.name)
-            out[f.name] = list(v) if isinstance(v, tuple) else v
-        return out
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> StarDataConfig:
-        """Inverse of :meth:`to_dict` (unknown keys raise InputError)."""
-        names = {f.name for f in fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            msg = f"unknown star data option(s) {sorted(unknown)}; valid: {sorted(names)}"
-            raise InputError(msg)
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 
 @dataclass
