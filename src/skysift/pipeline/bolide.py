@@ -373,6 +373,7 @@ def run_bolide(
     saturation: float | None = None,
     gain: float | None = None,
     overlays: bool = True,
+    max_wake_frames: int = 10,
     progress: Progress | None = None,
 ) -> BolideResult:
     """Calibrated light curve of the bolide in a video.
@@ -410,6 +411,10 @@ def run_bolide(
         e-/ADU for the head's shot noise in ``flux_err``.
     overlays : bool, optional
         Write the per-frame overlay PNGs (and MP4). Default True.
+    max_wake_frames : int, optional
+        Beyond the frames with motion, segmentation follows a non-empty mask
+        (the wake, a faint start) for at most this many frames each way.
+        Default 10.
     progress : callable, optional
         ``progress(stage, fraction)`` with stage one of "read", "calibrate",
         "motion", "segment", "measure", "write".
@@ -534,6 +539,16 @@ def run_bolide(
             cube, background, noise, todo, roi=motion.roi, method=method, threshold=threshold,
             sky=sky, progress=lambda f: report("segment", f),
         )  # fmt: skip
+        # the wake glows on after the motion stops (and a faint start may precede it):
+        # follow the mask outwards while it is not empty, up to max_wake_frames
+        for step, edge in ((1, max(todo)), (-1, min(todo))):
+            j = edge + step
+            while 0 <= j < len(cube) and abs(j - edge) <= max_wake_frames and masks[j - step].any():
+                masks.update(
+                    segment_clip(cube, background, noise, [j], roi=motion.roi, method=method,
+                                 threshold=threshold, sky=sky)
+                )  # fmt: skip
+                j += step
     else:
         messages.append("nothing moves in the video: no bolide")
     timings["segment"] = _time.perf_counter() - t1
