@@ -371,9 +371,7 @@ def head_photometry(
     beyond the start of this frame's smear. The aperture of frame ``i``
     holds the pixels whose distance along the path lies between the previous
     head frame's leading point minus ``2 hw + fwhm / 2`` (the first frame:
-    its mask's tail minus ``fwhm``, or one median advance of the head
-    before its own leading point minus ``2 hw + fwhm / 2`` if that is
-    farther back) and this frame's leading point plus
+    its mask's tail minus ``fwhm``) and this frame's leading point plus
     ``fwhm``, and whose distance from the path is at most ``hw + fwhm``
     (at least ``1.5 fwhm``).
 
@@ -418,9 +416,6 @@ def head_photometry(
     rows = []
     prev_lead = None
     h, w = background.shape
-    leads = np.asarray([r["s_lead"] for r in track if r["head"]], float)
-    # the head's advance per frame: the first frame's smear reaches back about that far
-    step = float(np.median(np.diff(leads))) if leads.size > 1 else 0.0
     for r in track:
         if not r["head"]:
             continue
@@ -434,8 +429,10 @@ def head_photometry(
         hw = float(np.percentile(np.abs(d[near_head]), 99)) if near_head.any() else fwhm
         # the previous leading point lies ``hw`` beyond the end of the previous smear (this
         # smear's start), and this smear's light reaches ``hw`` behind its start
-        if prev_lead is None:  # the first frame: its mask's tail, or one advance back
-            back = min(float(r["s_tail"]) - fwhm, lead - step - 2.0 * hw - 0.5 * fwhm)
+        if prev_lead is None:
+            # the first frame: its mask's tail (reaching further back, towards a start
+            # that a rising light curve leaves faint, adds noise and no light)
+            back = float(r["s_tail"]) - fwhm
         else:
             back = prev_lead - 2.0 * hw - 0.5 * fwhm
         half = max(hw + fwhm, 1.5 * fwhm)
