@@ -229,3 +229,15 @@ def test_great_circle_fits_a_curved_fisheye_path():
     # point() inverts project()
     x, y = traj.point(s)
     assert np.max(np.hypot(x - vis["x"], y - vis["y"])) < 1.0
+
+
+def test_peak_magnitude_separates_measurements_from_bright_limits():
+    from skysift.outputs.bolide import peak_magnitude, peak_text
+
+    lc = Table(
+        {"mag": [2.0, -0.5, -1.9, -1.2, np.nan], "saturated": [False, False, True, True, False]}
+    )
+    assert peak_magnitude(lc) == (-0.5, -1.9)
+    assert peak_text(lc) == "peak magnitude -0.50 (brighter than -1.90 in saturated frames)"
+    assert peak_magnitude(lc[:2]) == (-0.5, None)
+    assert peak_text(lc[4:]) == "uncalibrated"

@@ -223,12 +223,11 @@ def _bolide_summary(result) -> str:  # noqa: ANN001
         return "no bolide found"
     import numpy as np
 
-    mag = np.asarray(lc["mag"], float)
-    ok = np.isfinite(mag)
-    peak = f", peak magnitude {np.min(mag[ok]):.2f}" if ok.any() else " (uncalibrated)"
+    from skysift.outputs.bolide import peak_text
+
     return (
-        f"bolide tracked in {len(lc)} frames ({int(np.sum(lc['saturated']))} saturated){peak}; "
-        f"segmenter {result.method}"
+        f"bolide tracked in {len(lc)} frames ({int(np.sum(lc['saturated']))} saturated), "
+        f"{peak_text(lc)}; segmenter {result.method}"
     )
 
 

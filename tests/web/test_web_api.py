@@ -375,7 +375,9 @@ def test_bolide_job_wiring(client, upload, wait_job, monkeypatch, tmp_path):
     ).json()
     job = wait_job(client, job["id"])
     assert job["state"] == "done", job["error"]
-    assert job["result"]["n_points"] == 5 and job["result"]["peak_mag"] == -2.0
+    # the peak is measured on unsaturated frames; the saturated one is a bright limit
+    assert job["result"]["n_points"] == 5 and job["result"]["peak_mag"] == -1.5
+    assert job["result"]["peak_mag_limit"] == -2.0
     assert job["result"]["files"]["report"] == "out/report.html"
     lc = client.get(f"/api/jobs/{job['id']}/lightcurve").json()
     assert [r["frame"] for r in lc["rows"]] == [0, 1, 2, 3, 4]

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from skysift.pipeline.bolide import BolideResult
 
 __all__ = [
+    "peak_magnitude",
+    "peak_text",
     "plot_light_curve",
     "plot_motion_zone",
     "write_bolide",
@@ -212,6 +214,30 @@ def write_overlays(
     return files
 
 
+def peak_magnitude(lightcurve) -> tuple[float | None, float | None]:  # noqa: ANN001
+    """``(peak, limit)``: the brightest measured magnitude (unsaturated frames) and the
+    brightest bright limit of the saturated frames (None when there is none)."""
+    if len(lightcurve) == 0:
+        return None, None
+    mag = np.asarray(lightcurve["mag"], float)
+    sat = np.asarray(lightcurve["saturated"], bool)
+    ok = np.isfinite(mag)
+    peak = float(np.min(mag[ok & ~sat])) if np.any(ok & ~sat) else None
+    limit = float(np.min(mag[ok & sat])) if np.any(ok & sat) else None
+    return peak, limit
+
+
+def peak_text(lightcurve) -> str:  # noqa: ANN001
+    """``"peak magnitude -1.06 (brighter than -1.87 in saturated frames)"`` or ``"uncalibrated"``."""
+    peak, limit = peak_magnitude(lightcurve)
+    if peak is None and limit is None:
+        return "uncalibrated"
+    out = f"peak magnitude {peak:.2f}" if peak is not None else "all frames saturated"
+    if limit is not None and (peak is None or limit < peak):
+        out += f" (brighter than {limit:.2f} in saturated frames)"
+    return out
+
+
 def _summary(result: BolideResult) -> dict[str, Any]:
     lc = result.lightcurve
     cal = result.calibration
@@ -229,9 +255,7 @@ def _summary(result: BolideResult) -> dict[str, Any]:
         "timings_s": {k: round(v, 3) for k, v in result.timings.items()},
     }
     if len(lc):
-        mag = np.asarray(lc["mag"], float)
-        ok = np.isfinite(mag)
-        d["peak_mag"] = float(np.min(mag[ok])) if ok.any() else None
+        d["peak_mag"], d["peak_mag_limit"] = peak_magnitude(lc)
         d["start_time"] = str(lc["time"][0]) or None
         d["duration_s"] = float(lc["t"][-1] - lc["t"][0])
     if result.trajectory is not None:
@@ -329,13 +353,12 @@ def write_report(
         if k in files
     )
     msgs = "".join(f"<li>{html.escape(m)}</li>" for m in result.messages)
-    peak = s.get("peak_mag")
     headline = (
         f"Bolide tracked in {s['n_head_frames']} frames ({s['n_saturated']} saturated), "
-        f"peak magnitude {peak:.2f}" if result.found and peak is not None
-        else f"Bolide tracked in {s['n_head_frames']} frames" if result.found
+        f"{peak_text(lc)}"
+        if result.found
         else "No bolide found"
-    )  # fmt: skip
+    )
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>

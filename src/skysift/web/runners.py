@@ -256,11 +256,13 @@ def run_bolide_job(job: dict[str, Any], folder: Path, progress: Progress) -> dic
         for k, v in result.files.items()
         if Path(v).resolve().is_relative_to(folder.resolve())
     }
-    mags = np.asarray(lc["mag"], float) if "mag" in lc.colnames else np.array([])
-    finite = mags[np.isfinite(mags)]
+    from skysift.outputs.bolide import peak_magnitude
+
+    peak, limit = peak_magnitude(lc)
     return {
         "n_points": len(lc),
-        "peak_mag": float(finite.min()) if finite.size else None,
+        "peak_mag": peak,
+        "peak_mag_limit": limit,
         "files": files,
     }
 

@@ -476,7 +476,10 @@ async function drawBolide(job, body) {
   viewer.append(img, slider, label);
   const want = [["lightcurve.ecsv", "light curve (ECSV)"], ["lightcurve.png", "light curve (PNG)"], ["report.html", "report (HTML)"], ["motion_zone.png", "motion zone (PNG)"], ["calibration.json", "calibration (JSON)"]];
   const links = el("div", { class: "links", id: "downloads" }, want.map(([f, text]) => el("a", { href: fileUrl(job.id, `out/${f}`, f !== "report.html"), target: f === "report.html" ? "_blank" : null }, text)));
-  const summary = el("p", {}, `${lc.rows.length} light-curve points; peak ${job.result && job.result.peak_mag !== null ? fmt(job.result.peak_mag) + " mag" : "–"}.`);
+  const res = job.result || {};
+  const peak = res.peak_mag !== null && res.peak_mag !== undefined ? fmt(res.peak_mag) + " mag" : "–";
+  const limit = res.peak_mag_limit !== null && res.peak_mag_limit !== undefined ? ` (brighter than ${fmt(res.peak_mag_limit)} mag in saturated frames)` : "";
+  const summary = el("p", {}, `${lc.rows.length} light-curve points; peak ${peak}${limit}.`);
   body.append(summary, links, el("div", { class: "grid2" },
     el("div", {}, el("h2", {}, "Frames (mask, head, motion zone)"), lc.overlays.length ? viewer : el("p", { class: "muted" }, "no overlay frames")),
     el("div", {}, el("h2", {}, "Light curve"), plotBox, el("p", { class: "muted small" }, "Hover a point for its values; click it to show its frame."))));
