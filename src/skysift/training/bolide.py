@@ -351,17 +351,14 @@ def save_bolide_weights(
 
 def card_markdown(card: dict[str, Any], model: Any) -> str:
     """Human-readable model card of the bolide segmenter."""
+    from skysift.training.common import card_header
+
     rec = card.get("recipe", {})
-    n_par = sum(p.numel() for p in model.parameters())
     norm = card.get("normalisation", {})
-    lines = [f"# {card['name']}", "", card.get("description", ""), ""]
+    lines = card_header(
+        card, model, "Inference: 224x224 tiles (stride 192) of the ROI grown by 32 px of context."
+    )
     lines += [
-        "## Architecture",
-        "",
-        f"`{card['model']}` `{json.dumps(card['config'])}`: {n_par} parameters, "
-        f"{card.get('size', 0) / 1024:.0f} KiB; sha256 `{card['sha256']}`. "
-        "Inference: 224x224 tiles (stride 192) of the ROI grown by 32 px of context.",
-        "",
         "## Input",
         "",
         f"{norm.get('input')}. Background: {norm.get('background')}; noise: {norm.get('noise')}.",

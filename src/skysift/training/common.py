@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 from skysift.errors import InputError
 
-__all__ = ["JsonConfig", "save_weights_with_card"]
+__all__ = ["JsonConfig", "card_header", "save_weights_with_card"]
 
 #: Card fields a recipe passes on to :func:`skysift.learning.weights.save_weights`.
 CARD_FIELDS = ("description", "normalisation", "metrics", "recipe", "seed", "command")
@@ -73,3 +73,35 @@ def save_weights_with_card(
     w = save_weights(model, path, dict(kept, name=name))
     path.with_suffix(".md").write_text(markdown(w.to_dict(), model))
     return path
+
+
+def card_header(card: dict[str, Any], model: Any, note: str = "") -> list[str]:
+    """Markdown lines opening a model card: title, description and architecture.
+
+    Parameters
+    ----------
+    card : dict
+        The saved card (``name``, ``description``, ``model``, ``config``,
+        ``size``, ``sha256``).
+    model : torch.nn.Module
+        For the parameter count.
+    note : str, optional
+        Appended to the architecture line (e.g. how inference tiles).
+    """
+    import json
+
+    n_par = sum(p.numel() for p in model.parameters())
+    arch = (
+        f"`{card['model']}` `{json.dumps(card['config'])}`: {n_par} parameters, "
+        f"{card.get('size', 0) / 1024:.0f} KiB; sha256 `{card['sha256']}`."
+    )
+    return [
+        f"# {card['name']}",
+        "",
+        card.get("description", ""),
+        "",
+        "## Architecture",
+        "",
+        arch + (f" {note}" if note else ""),
+        "",
+    ]

@@ -21,7 +21,6 @@ for the learned and the classical finders side by side.
 from __future__ import annotations
 
 import copy
-import json
 import time
 import warnings
 from pathlib import Path
@@ -326,16 +325,10 @@ def save_star_weights(
 
 
 def _card_markdown(card: dict[str, Any], model: Any) -> str:
+    from skysift.training.common import card_header
+
     rec = card.get("recipe", {})
-    n_par = sum(p.numel() for p in model.parameters())
-    lines = [f"# {card['name']}", "", card.get("description", ""), ""]
-    lines += [
-        "## Architecture",
-        "",
-        f"`{card['model']}` `{json.dumps(card['config'])}`: "
-        f"{n_par} parameters, {card.get('size', 0) / 1024:.0f} KiB; sha256 `{card['sha256']}`.",
-        "",
-    ]
+    lines = card_header(card, model)
     lines += [
         "## Input normalisation",
         "",

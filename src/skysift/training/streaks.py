@@ -372,15 +372,11 @@ def save_streak_weights(model: Any, card: dict[str, Any], out: str | Path, name:
 def _card_markdown(card: dict[str, Any], model: Any) -> str:
     import json
 
+    from skysift.training.common import card_header
+
     rec = card.get("recipe", {})
-    n_par = sum(p.numel() for p in model.parameters())
-    lines = [f"# {card['name']}", "", card.get("description", ""), ""]
+    lines = card_header(card, model)
     lines += [
-        "## Architecture",
-        "",
-        f"`{card['model']}` `{json.dumps(card['config'])}`: "
-        f"{n_par} parameters, {card.get('size', 0) / 1024:.0f} KiB; sha256 `{card['sha256']}`.",
-        "",
         "## Input normalisation",
         "",
         f"{card['normalisation'].get('input')} (`{card['normalisation'].get('function')}`).",
