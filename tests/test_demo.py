@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from skysift.detection.trails import find_meteor_trails
+from skysift.errors import NoDetectionsWarning
 from skysift.io import read_frame
 
 
@@ -102,3 +103,48 @@ def test_synthetic_trail_is_found_with_its_ends():
     assert np.hypot(r["x1"] - 90, r["y1"] - 80) < 4
     assert np.hypot(r["x2"] - 300, r["y2"] - 230) < 4
     assert r["width"] < 2.5
+
+
+@pytest.mark.slow
+def test_manual_pairs_calibrate_the_bolide_clip(demo_run, tmp_path):
+    """The manual fallback: five stars identified by hand give the same light curve."""
+    from astropy.table import Table
+
+    from skysift.pipeline.bolide import run_bolide
+
+    out, _, _ = demo_run
+    m = Table.read(out / "bolide" / "matches.ecsv")
+    bright = m[(m["catalog_mag"] < 2.5) & (m["residual_px"] < 1.0) & (m["alt"] > 25)]
+    bright.sort("catalog_mag")
+    rng = np.random.default_rng(3)
+    rows = [
+        f"{r['x'] + rng.uniform(-1, 1):.1f},{r['y'] + rng.uniform(-1, 1):.1f},{r['catalog_id']}"
+        for r in bright[:5]
+    ]  # clicked to ~1 px, named by HIP number
+    assert len(rows) == 5
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("x,y,star\n" + "\n".join(rows) + "\n")
+    res = run_bolide(
+        out / "input" / "demo_bolide.fits", pairs=pairs, method="classical", overlays=False
+    )
+    assert res.calibration.model_type == "fisheye"
+    assert res.calibration.astrometric_rms_px < 1.0
+    auto = Table.read(out / "bolide" / "lightcurve.ecsv")
+    common = set(auto["frame"]) & set(res.lightcurve["frame"])
+    assert len(common) >= 20
+    a = {int(r["frame"]): r["mag"] for r in auto}
+    d = [
+        float(r["mag"]) - float(a[int(r["frame"])])
+        for r in res.lightcurve
+        if int(r["frame"]) in common
+    ]
+    # the same camera and zero point: magnitudes within 0.05 mag (segmenters differ slightly)
+    assert np.nanmax(np.abs(d)) < 0.05
+    # the pairs are what the calibration used: three are too few, and it says so
+    few = tmp_path / "few.csv"
+    few.write_text("x,y,star\n" + "\n".join(rows[:3]) + "\n")
+    with pytest.warns(NoDetectionsWarning, match="calibration failed.*(four|4)"):
+        res = run_bolide(
+            out / "input" / "demo_bolide.fits", pairs=few, method="classical", overlays=False
+        )
+    assert res.calibration is None and np.all(np.isnan(res.lightcurve["mag"]))

@@ -192,6 +192,13 @@ def bolide(
     site: SiteOpt = None,
     time: TimeOpt = None,
     fps: Annotated[float | None, typer.Option("--fps", help="Frame rate (frames/s).")] = None,
+    pairs: Annotated[
+        Path | None,
+        typer.Option(
+            "--pairs",
+            help="Manual identifications on the calibration image: CSV/ECSV with x, y, star (>= 4).",
+        ),
+    ] = None,
     method: Annotated[
         str, typer.Option(help="Segmenter: auto (U-Net when installed), unet or classical.")
     ] = "auto",
@@ -209,7 +216,7 @@ def bolide(
         warnings.simplefilter("always", NoDetectionsWarning)
         result = run_bolide(
             video, out_dir, calibration=calibration, site=site, time=time, fps=fps,
-            method=method, progress=progress,
+            pairs=pairs, method=method, progress=progress,
         )  # fmt: skip
     for w in caught:
         _echo(f"skysift: warning: {w.message}")

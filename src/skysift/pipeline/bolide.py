@@ -366,6 +366,7 @@ def run_bolide(
     site: Site | tuple[float, float, float] | None = None,
     time: Time | str | None = None,
     fps: float | None = None,
+    pairs: str | os.PathLike[str] | Table | None = None,
     method: str = "auto",
     threshold: float | None = None,
     motion_threshold: float = 1.0,
@@ -395,6 +396,11 @@ def run_bolide(
         Start of the first frame (UTC), overrides the metadata.
     fps : float, optional
         Frame rate, overrides the metadata.
+    pairs : path or Table, optional
+        Manual star identifications on the calibration image (columns ``x``,
+        ``y``, ``star``; at least four), the fallback when the automatic
+        calibration fails (bolide report §5.3; the web app's manual
+        calibration saves them as ``pairs.csv``).
     method : {"auto", "unet", "classical"}, optional
         Segmenter; "auto" (default) uses the shipped U-Net when torch and its
         weights are installed, else the classical baseline.
@@ -491,7 +497,10 @@ def run_bolide(
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", NoDetectionsWarning)
                 cal = calibrate(
-                    cal_frame, site=cal_frame.site or site, time=cal_frame.time or start_time
+                    cal_frame,
+                    site=cal_frame.site or site,
+                    time=cal_frame.time or start_time,
+                    pairs=pairs,
                 )
     except SkysiftError as exc:
         messages.append(f"calibration failed ({exc}); magnitudes are instrumental only")
