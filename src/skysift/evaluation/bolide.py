@@ -146,21 +146,13 @@ class CompositeClip:
     meta: dict = field(default_factory=dict)
 
 
-def _terms(zp: Any, cal: Any, x, y, alt) -> dict:
-    """Keyword arguments of ``zp.predict`` for positions (x, y) at altitudes alt."""
+def _terms(cal: Any, x, y, alt) -> dict:
+    """Keyword arguments of the zero point's ``predict`` at pixels (x, y), altitudes ``alt`` (deg)."""
     from skysift.calibration.photometric import airmass
-    from skysift.pipeline.calibrate import _radius_norm
+    from skysift.pipeline.bolide import zero_point_terms
 
-    x, y, alt = np.atleast_1d(x), np.atleast_1d(y), np.atleast_1d(alt)
-    kw: dict[str, Any] = {}
-    if "extinction" in zp.terms:
-        kw["airmass"] = airmass(np.clip(alt, 0.5, 90))
-    if "radial" in zp.terms:
-        kw["radius"] = _radius_norm(Table({"x": x, "y": y}), cal.model_type, cal.frame, cal.sky,
-                                    cal.solution)  # fmt: skip
-    if "color" in zp.terms:
-        kw["color"] = np.zeros(len(x))
-    return kw
+    am = airmass(np.clip(np.atleast_1d(np.asarray(alt, float)), 0.5, 90))
+    return zero_point_terms(cal, x, y, am)
 
 
 def composite_clip(
@@ -221,7 +213,7 @@ def composite_clip(
     x_mid, y_mid = meteor.position(t_mid)
     alt_mid, _ = meteor.altaz(t_mid)
     zp_render = float(
-        np.ravel(zp_video.predict(np.zeros(1), **_terms(zp_video, cal, x_mid, y_mid, alt_mid)))[0]
+        np.ravel(zp_video.predict(np.zeros(1), **_terms(cal, x_mid, y_mid, alt_mid)))[0]
     )
     noise = np.asarray(sb.noise, np.float32)
     sky_noise = float(np.median(noise[sb.sky])) if sb.sky.any() else float(np.median(noise))
@@ -237,7 +229,7 @@ def composite_clip(
     visible = np.asarray(rows["visible"], bool) & (flux > 0)
     mag = np.full(len(flux), np.inf)
     if visible.any():
-        kw = _terms(zp_video, cal, x[visible], y[visible], alt[visible])
+        kw = _terms(cal, x[visible], y[visible], alt[visible])
         mag[visible] = zp_video.predict(-2.5 * np.log10(flux[visible] / exposure), **kw)
     truth = Table(
         {

@@ -56,7 +56,14 @@ from skysift.measurement.bolide import (
     track_head,
 )
 
-__all__ = ["BolideResult", "LIGHTCURVE_COLUMNS", "run_bolide", "segment_clip", "light_curve"]
+__all__ = [
+    "BolideResult",
+    "LIGHTCURVE_COLUMNS",
+    "light_curve",
+    "run_bolide",
+    "segment_clip",
+    "zero_point_terms",
+]
 
 #: Columns of ``lightcurve.ecsv`` (the issue's list), then extra ones.
 LIGHTCURVE_COLUMNS = [
@@ -297,13 +304,7 @@ def light_curve(
     mag_err = np.full(n, np.nan)
     zp = calibration.zero_point if calibration is not None else None
     if zp is not None and n:
-        kw: dict[str, Any] = {}
-        if "extinction" in zp.terms:
-            kw["airmass"] = am
-        if "radial" in zp.terms:
-            kw["radius"] = _radius_norm(calibration, x, y)
-        if "color" in zp.terms:
-            kw["color"] = np.zeros(n)
+        kw = zero_point_terms(calibration, x, y, am)
         mag = np.asarray(zp.predict(inst, **kw), float)
         zp_var = zp.zero_point_err**2 + (zp.extinction_k_err * np.nan_to_num(am)) ** 2
         slope = 1.0 + (zp.linearity if "linearity" in zp.terms else 0.0)
@@ -341,11 +342,38 @@ def light_curve(
     return lc
 
 
-def _radius_norm(calibration: Any, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    from skysift.pipeline.calibrate import _radius_norm as rn
+def zero_point_terms(calibration: Any, x, y, airmass) -> dict[str, np.ndarray]:
+    """Keyword arguments of ``calibration.zero_point.predict`` at pixels (x, y).
 
-    return rn(Table({"x": x, "y": y}), calibration.model_type, calibration.frame,
-              calibration.sky, calibration.solution)  # fmt: skip
+    Parameters
+    ----------
+    calibration : CalibrationResult
+        With a zero-point fit.
+    x, y : array_like, shape (N,)
+        Pixels of the sources.
+    airmass : array_like, shape (N,)
+        Their air masses (used when the fit has an extinction term).
+
+    Returns
+    -------
+    dict
+        ``airmass``, ``radius`` (normalised distance from the optical centre,
+        as in the fit) and ``color`` (0: a bolide's colour is unknown), for the
+        terms the fit has.
+    """
+    from skysift.pipeline.calibrate import _radius_norm
+
+    zp = calibration.zero_point
+    x, y = np.atleast_1d(np.asarray(x, float)), np.atleast_1d(np.asarray(y, float))
+    kw: dict[str, np.ndarray] = {}
+    if "extinction" in zp.terms:
+        kw["airmass"] = np.atleast_1d(np.asarray(airmass, float))
+    if "radial" in zp.terms:
+        kw["radius"] = _radius_norm(Table({"x": x, "y": y}), calibration.model_type,
+                                    calibration.frame, calibration.sky, calibration.solution)  # fmt: skip
+    if "color" in zp.terms:
+        kw["color"] = np.zeros(len(x))
+    return kw
 
 
 def _as_time(time: Time | str | None) -> Time | None:
@@ -477,7 +505,9 @@ def run_bolide(
     # calibration
     t1 = _time.perf_counter()
     report("calibrate", 0.0)
-    median_frame = seq.median().with_(site=site, time=start_time)
+    # the clip's median is both the default calibration image and the segmentation background
+    background = clip_background(cube)
+    median_frame = seq[0].with_(data=background, mask=None, color=None, site=site, time=start_time)
     cal_frame, cal = median_frame, None
     if hasattr(calibration, "zero_point") and hasattr(calibration, "solution"):
         # a CalibrationResult: a fixed camera calibrated once for many videos
@@ -490,6 +520,13 @@ def run_bolide(
             if isinstance(calibration, Frame)
             else read_frame(calibration, site=site, time=start_time)
         )
+    if cal_frame.shape != cube.shape[1:]:
+        name = f" {cal_frame.path}" if cal_frame.path else ""
+        msg = (
+            f"calibration image{name}: shape {cal_frame.shape} differs from the video's "
+            f"{cube.shape[1:]}"
+        )
+        raise InputError(msg)
     try:
         from skysift.pipeline.calibrate import calibrate
 
@@ -517,11 +554,6 @@ def run_bolide(
         from skysift.detection.masks import sky_mask
 
         sky = ~sky_mask(median_frame.data).mask
-    if cal_frame.shape != cube.shape[1:]:
-        sky = None
-        if calibration is not None:
-            msg = f"calibration image shape {cal_frame.shape} differs from the video's {cube.shape[1:]}"
-            raise InputError(msg)
     motion = motion_zone(
         cube,
         threshold=motion_threshold,
@@ -531,7 +563,6 @@ def run_bolide(
     )
     timings["motion"] = _time.perf_counter() - t1
 
-    background = clip_background(cube)
     noise = float(np.median([difference_noise(cube[i] - background, sky) for i in
                              np.linspace(0, len(cube) - 1, min(5, len(cube))).astype(int)]))  # fmt: skip
     if saturation is None:
