@@ -241,3 +241,29 @@ def test_peak_magnitude_separates_measurements_from_bright_limits():
     assert peak_text(lc) == "peak magnitude -0.50 (brighter than -1.90 in saturated frames)"
     assert peak_magnitude(lc[:2]) == (-0.5, None)
     assert peak_text(lc[4:]) == "uncalibrated"
+
+
+def test_error_paths_name_the_problem(tmp_path):
+    from skysift.detection.bolide import roi_slices
+    from skysift.detection.trails import find_meteor_trails
+    from skysift.measurement.bolide import Trajectory
+
+    img = np.zeros((20, 30), np.float32)
+    with pytest.raises(InputError, match="same 2-D shape"):
+        classical_bolide_mask(img, np.zeros((20, 31)), 1.0)
+    with pytest.raises(InputError, match="region of interest .* empty"):
+        roi_slices((40, 0, 50, 10), img.shape)
+    track = Table({"frame": [0], "s_lead": [1.0], "s_tail": [0.0], "head": [True]})
+    with pytest.raises(InputError, match="noise must be > 0"):
+        head_photometry({0: img}, img, {0: img > 0}, track, Trajectory(0, 0, 1, 0), noise=0.0)
+    with pytest.raises(InputError, match="2-D image"):
+        find_meteor_trails(np.zeros((3, 20, 30)))
+    with pytest.raises(InputError, match="sky mask shape"):
+        find_meteor_trails(img, sky=np.ones((10, 10), bool))
+    cube, _ = _clip(n_frames=6, shape=(60, 80))
+    path = _write_cube(tmp_path / "clip.fits", cube, FPS=25.0)
+    other = _write_cube(tmp_path / "other.fits", np.zeros((50, 50), np.float32))
+    with pytest.raises(InputError, match="calibration image .*other.fits.*differs"):
+        run_bolide(path, calibration=other, method="classical")
+    with pytest.raises(InputError, match="ISO 8601"):
+        run_bolide(path, time="yesterday evening", method="classical")
