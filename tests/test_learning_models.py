@@ -106,13 +106,15 @@ def test_streak_classifier_contract():
 
 
 def test_unknown_model_lists_valid_names():
-    with pytest.raises(InputError, match="valid names.*cosmic_conn.*streak_classifier.*unet"):
+    with pytest.raises(
+        InputError, match="valid names.*candidate_mlp.*cosmic_conn.*streak_classifier.*unet"
+    ):
         build_model("resnet")
     with pytest.raises(InputError, match="bad configuration"):
         build_model("unet", colour=3)
     with pytest.raises(InputError, match="unknown block"):
         build_model("unet", block="transformer")
-    assert set(MODELS) == {"unet", "cosmic_conn", "streak_classifier"}
+    assert set(MODELS) == {"unet", "cosmic_conn", "streak_classifier", "candidate_mlp"}
 
 
 def test_blocks_shortcuts_and_strides():

@@ -99,7 +99,10 @@ def stars(
     image: Annotated[Path, typer.Argument(help="Image file (FITS, PNG, JPEG, TIFF).")],
     out: OutOpt = None,
     method: Annotated[
-        str, typer.Option(help="Star finder: classical or unet (learned).")
+        str,
+        typer.Option(
+            help="Star finder: classical, unet (learned) or hybrid (U-Net + matched filter)."
+        ),
     ] = "classical",
     threshold: Annotated[
         float, typer.Option(help="Detection threshold in background sigma.")
@@ -429,20 +432,47 @@ def train_stars_cmd(
     typer.echo(f"weights -> {out_dir}")
 
 
+@train_app.command("stars-rerank")
+def train_stars_rerank_cmd(
+    out: OutOpt = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="JSON recipe overriding the shipped one.")
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the scorer's weights.")] = 0,
+) -> None:
+    """Reproduce the hybrid star finder's candidate scorer (about 5 minutes on 2 cores)."""
+    from skysift.outputs import ensure_out_dir
+    from skysift.simulation.generate import load_config
+    from skysift.training.stars_rerank import train_star_reranker
+
+    out_dir = ensure_out_dir(out, "train-stars-rerank")
+    _, card = train_star_reranker(load_config(config) or None, out=out_dir, seed=seed)
+    for name, m in card.get("metrics", {}).get("held_out_composites", {}).items():
+        typer.echo(f"{name}: precision {m['precision']:.3f}, recall {m['recall']:.3f}")
+    typer.echo(f"weights -> {out_dir}")
+
+
 @evaluate_app.command("stars")
 def evaluate_stars_cmd(
     weights: Annotated[
         str, typer.Option("--weights", help="Registered weights name or a .safetensors file.")
     ] = "stars_unet",
+    rerank_weights: Annotated[
+        str,
+        typer.Option(
+            "--rerank-weights", help="Scorer of the hybrid finder ('none' to leave it out)."
+        ),
+    ] = "stars_rerank",
     n_frames: Annotated[int, typer.Option("--n-frames", help="Held-out composite frames.")] = 9,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the evaluation frames.")] = 1000,
     out: OutOpt = None,
 ) -> None:
-    """Learned vs classical star detection on held-out composite frames: precision, recall, plots."""
+    """Learned, hybrid and classical star detection on held-out composite frames."""
     from skysift.outputs import ensure_out_dir, write_table
     from skysift.training.stars import evaluate_stars
 
-    table = evaluate_stars(weights, seed=seed, n_frames=n_frames)
+    hybrid = None if rerank_weights.lower() == "none" else rerank_weights
+    table = evaluate_stars(weights, seed=seed, n_frames=n_frames, hybrid=hybrid, progress=True)
     out_dir = ensure_out_dir(out, "evaluate-stars")
     write_table(table, out_dir / "star_detector_metrics.ecsv")
     for row in table:

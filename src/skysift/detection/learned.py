@@ -338,6 +338,28 @@ class UNetStarFinder:
                 "every pixel is masked: no star detected", NoDetectionsWarning, stacklevel=3
             )
             return empty_star_table(), np.zeros(data.shape, np.float32)
+        data, bad, bkg, prob, sub, saturation = self._prepare(data, bad, background, probability)
+        t = self._measure(data, sub, bad, bkg, prob, saturation)
+        if len(t) == 0:
+            warnings.warn("no star detected above threshold", NoDetectionsWarning, stacklevel=3)
+        t.meta["background_level"] = bkg.global_level
+        t.meta["background_rms"] = bkg.global_rms
+        t.meta["saturation"] = saturation
+        t.meta["probability_threshold"] = self.threshold
+        return t, prob
+
+    def _prepare(
+        self,
+        data: np.ndarray,
+        bad: np.ndarray,
+        background: BackgroundMap | None,
+        probability: np.ndarray | None,
+    ) -> tuple[np.ndarray, np.ndarray, BackgroundMap, np.ndarray, np.ndarray, float | None]:
+        """Checked image -> (data, bad, background, probability, data - level, saturation).
+
+        The probability map is computed unless given, and set to 0 on caption
+        text when :attr:`reject_captions`.
+        """
         data = np.where(bad, 0, data).astype(np.float32)
         bkg = background or estimate_background(data, bad, box_size=self.box_size)
         if probability is None:
@@ -354,18 +376,17 @@ class UNetStarFinder:
             if self.saturation is not None
             else estimate_saturation(np.where(bad, np.nan, data))
         )
-        t = self._measure(data, sub, bad, bkg, prob, saturation)
-        if len(t) == 0:
-            warnings.warn("no star detected above threshold", NoDetectionsWarning, stacklevel=3)
-        t.meta["background_level"] = bkg.global_level
-        t.meta["background_rms"] = bkg.global_rms
-        t.meta["saturation"] = saturation
-        t.meta["probability_threshold"] = self.threshold
-        return t, prob
+        return data, bad, bkg, prob, sub, saturation
 
-    def _peaks(self, sub: np.ndarray, prob: np.ndarray, rms: np.ndarray) -> tuple[np.ndarray, ...]:
-        """Seed positions: one per region, or one per image peak in regions holding several."""
-        above = (prob >= self.threshold).astype(np.uint8)
+    def _peaks(
+        self, sub: np.ndarray, prob: np.ndarray, rms: np.ndarray, threshold: float | None = None
+    ) -> tuple[np.ndarray, ...]:
+        """Seed positions: one per region, or one per image peak in regions holding several.
+
+        ``threshold`` (default :attr:`threshold`) is the probability cut of the regions.
+        """
+        threshold = self.threshold if threshold is None else float(threshold)
+        above = (prob >= threshold).astype(np.uint8)
         n, labels, stats, _ = cv2.connectedComponentsWithStats(above, connectivity=8)
         if n <= 1:
             return (np.zeros(0),) * 5
@@ -384,7 +405,7 @@ class UNetStarFinder:
         # and its own probability is high (a genuine second star, not noise)
         best = np.zeros(n)
         best[pl[first]] = pv[first]
-        second = ~first & (pv >= 0.3 * best[pl]) & (prob[py, px] >= max(self.threshold, 0.5))
+        second = ~first & (pv >= 0.3 * best[pl]) & (prob[py, px] >= max(threshold, 0.5))
         keep = first | second
         py, px, pl = py[keep], px[keep], pl[keep]
         blended = np.zeros(len(pl), bool)
@@ -417,8 +438,27 @@ class UNetStarFinder:
         saturation: float | None,
     ) -> Table:
         px, py, _, blended, area = self._peaks(sub, prob, bkg.rms)
+        return self._measure_seeds(data, sub, bad, bkg, saturation, px, py, blended, area)
+
+    def _measure_seeds(
+        self,
+        data: np.ndarray,
+        sub: np.ndarray,
+        bad: np.ndarray,
+        bkg: BackgroundMap,
+        saturation: float | None,
+        px: np.ndarray,
+        py: np.ndarray,
+        blended: np.ndarray,
+        area: np.ndarray,
+        extra: dict[str, np.ndarray] | None = None,
+    ) -> Table:
+        """Measure integer seed pixels ``(px, py)``: the star table (``extra`` columns appended)."""
         if len(px) == 0:
-            return empty_star_table()
+            t = empty_star_table()
+            for name in extra or {}:
+                t[name] = np.zeros(0)
+            return t
         h, w = data.shape
         x0, y0 = px.astype(float), py.astype(float)
         # second moments in a 7x7 box around the seed (a, b, theta, as SExtractor's)
@@ -464,9 +504,7 @@ class UNetStarFinder:
         x = np.where(good, xw, x1)
         y = np.where(good, yw, y1)
         radius = np.clip(1.5 * fwhm_use, 2.0, ANNULUS[0] - 1.0)
-        flux, flux_err, aflag = sep.sum_circle(
-            sub, x, y, radius, err=bkg.rms, mask=bad, bkgann=ANNULUS, subpix=5
-        )
+        flux, flux_err, aflag = _aperture_sum(sub, x, y, radius, bkg.rms, bad)
         snr = np.where(flux_err > 0, flux / np.maximum(flux_err, 1e-12), 0.0)
         peak = peak0
         flags = np.zeros(len(x), dtype=np.int64)
@@ -499,7 +537,47 @@ class UNetStarFinder:
             t[name] = np.asarray(columns[name], dtype=dtype)[keep]
             if unit:
                 t[name].unit = unit
+        for name, values in (extra or {}).items():
+            t[name] = np.asarray(values)[keep]
         return t[np.argsort(-t["flux"])]
+
+
+def _aperture_sum(
+    sub: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    radius: np.ndarray,
+    rms: np.ndarray,
+    bad: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Aperture flux, error and sep flags with the :data:`ANNULUS` background.
+
+    Sources whose annulus holds no usable pixel (wholly masked or off the
+    image, e.g. a star in a small gap of the sky mask) are measured without
+    the local annulus, on the mesh-background-subtracted image.
+    """
+    r_in, r_out = ANNULUS
+    h, w = sub.shape
+    half = int(math.ceil(r_out))
+    off = np.arange(-half, half + 1)
+    r = np.hypot(off[None, :, None], off[None, None, :])
+    xi, yi = np.rint(x).astype(int), np.rint(y).astype(int)
+    yy, xx = yi[:, None, None] + off[None, :, None], xi[:, None, None] + off[None, None, :]
+    inside = (yy >= 0) & (yy < h) & (xx >= 0) & (xx < w)
+    good = inside & ~bad[np.clip(yy, 0, h - 1), np.clip(xx, 0, w - 1)]
+    # a margin of one pixel on each side of the ring: sep samples sub-pixels
+    ring = good & (r >= r_in + 1) & (r <= r_out - 1)
+    has = ring.any(axis=(1, 2))
+    flux = np.zeros(len(x))
+    err = np.zeros(len(x))
+    flag = np.zeros(len(x), dtype=np.int64)
+    for sel, ann in ((has, ANNULUS), (~has, None)):
+        if sel.any():
+            f, e, g = sep.sum_circle(
+                sub, x[sel], y[sel], radius[sel], err=rms, mask=bad, bkgann=ann, subpix=5
+            )
+            flux[sel], err[sel], flag[sel] = f, e, g
+    return flux, err, flag
 
 
 def _local_fwhm(

@@ -406,10 +406,70 @@ class StreakClassifier(_Predicting):
         return self.classifier(self.features(x))
 
 
+class CandidateMLP(_Predicting):
+    """Small fully connected scorer of detection candidates from a feature vector.
+
+    Input ``(B, n_features)`` float32 raw features; they are standardised
+    inside the model with the training set's ``mean`` and ``scale`` (stored
+    as buffers, so they travel with the weights). Layers: ``depth`` × (Linear
+    ``width`` + ReLU), Linear 1. Output: logits ``(B, 1)``; :meth:`predict`
+    returns the probability that the candidate is real ``(B, 1)``.
+    Non-finite features are replaced by 0 and features are clipped to ±50
+    before standardising.
+
+    Parameters
+    ----------
+    n_features : int
+        Length of the feature vector.
+    width : int, optional
+        Hidden units per layer. Default 32.
+    depth : int, optional
+        Hidden layers. Default 2.
+
+    Raises
+    ------
+    InputError
+        If a size is not positive, or in ``forward`` if the input is not
+        ``(B, n_features)``.
+    """
+
+    name: ClassVar[str] = "candidate_mlp"
+
+    def __init__(self, n_features: int, *, width: int = 32, depth: int = 2) -> None:
+        super().__init__()
+        if min(int(n_features), int(width), int(depth)) < 1:
+            msg = f"CandidateMLP sizes must be >= 1, got {n_features=}, {width=}, {depth=}"
+            raise InputError(msg)
+        self._config = {"n_features": int(n_features), "width": int(width), "depth": int(depth)}
+        self.register_buffer("mean", torch.zeros(int(n_features)))
+        self.register_buffer("scale", torch.ones(int(n_features)))
+        layers: list[nn.Module] = []
+        last = int(n_features)
+        for _ in range(int(depth)):
+            layers += [nn.Linear(last, int(width)), nn.ReLU(inplace=True)]
+            last = int(width)
+        layers.append(nn.Linear(last, 1))
+        self.net = nn.Sequential(*layers)
+
+    def set_standardisation(self, mean: np.ndarray, scale: np.ndarray) -> None:
+        """Store the training features' mean and scale (shape ``(n_features,)``)."""
+        self.mean.copy_(torch.as_tensor(np.asarray(mean, np.float32)))
+        self.scale.copy_(torch.as_tensor(np.maximum(np.asarray(scale, np.float32), 1e-6)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = self._config["n_features"]
+        if x.ndim != 2 or x.shape[1] != n:
+            msg = f"CandidateMLP expects input (B, {n}), got {tuple(x.shape)}"
+            raise InputError(msg)
+        x = torch.clamp(torch.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0), -50.0, 50.0)
+        return self.net((x - self.mean) / self.scale)
+
+
 MODELS: dict[str, type[nn.Module]] = {
     "unet": UNet,
     "cosmic_conn": CosmicConnUNet,
     "streak_classifier": StreakClassifier,
+    "candidate_mlp": CandidateMLP,
 }
 
 
@@ -419,7 +479,8 @@ def build_model(name: str, /, **config: Any) -> nn.Module:
     Parameters
     ----------
     name : str
-        One of ``"unet"``, ``"cosmic_conn"``, ``"streak_classifier"``.
+        One of ``"unet"``, ``"cosmic_conn"``, ``"streak_classifier"``,
+        ``"candidate_mlp"``.
     **config
         Constructor arguments; ``build_model(m.name, **m.config)`` rebuilds ``m``.
 

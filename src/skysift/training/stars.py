@@ -458,6 +458,9 @@ def evaluate_stars(
     classical_threshold: float = 3.0,
     backgrounds: tuple[str, ...] = HELD_OUT_BACKGROUNDS,
     finder_kwargs: dict[str, Any] | None = None,
+    hybrid: Any = None,
+    hybrid_threshold: float = 0.5,
+    progress: bool = False,
 ) -> Table:
     """Object-level precision/recall of the learned and classical finders on held-out composites.
 
@@ -488,15 +491,26 @@ def evaluate_stars(
         Default :data:`HELD_OUT_BACKGROUNDS`.
     finder_kwargs : dict, optional
         Other :class:`~skysift.detection.learned.UNetStarFinder` parameters.
+    hybrid : str, path, torch.nn.Module or None, optional
+        Also score the hybrid finder (:class:`~skysift.detection.hybrid.HybridStarFinder`)
+        with these scorer weights (a shipped name, a file or an in-memory
+        :class:`~skysift.learning.models.CandidateMLP`). Default none.
+    hybrid_threshold : float, optional
+        The hybrid finder's score cut. Default 0.5.
+    progress : bool, optional
+        Show a progress bar over the frames. Default False.
 
     Returns
     -------
     astropy.table.Table
-        One row per detector (``unet``, ``classical``): ``precision``,
+        One row per detector (``unet``, ``classical``, then ``hybrid`` if
+        asked; its ``recall_at_other_precision`` is taken at the classical
+        finder's precision): ``precision``,
         ``recall``, ``f1``, ``tp``, ``fp``, ``fn``, ``centroid_rms`` (px),
         ``recall_at_other_precision`` (the best recall of this detector,
         sweeping its score, at a precision >= the other detector's operating
-        precision), ``recall_snr_5_7``, ``recall_snr_7_10``, ``recall_snr_10_up``
+        precision), ``recall_at_precision_95`` (the best recall of the sweep at
+        precision >= 0.95, the target of issue 4), ``recall_snr_5_7``, ``recall_snr_7_10``, ``recall_snr_10_up``
         (recall of the stars in those SNR bins, :data:`SNR_BINS`), ``seconds``
         (mean per frame). ``meta["curves"]`` holds the
         PR sweeps (``threshold``, ``precision``, ``recall`` per detector) and
@@ -518,18 +532,45 @@ def evaluate_stars(
     classical = ClassicalStarFinder(threshold=classical_threshold)
     th_u = np.unique(np.r_[np.linspace(0.2, 0.95, 31), threshold])
     th_c = np.unique(np.r_[np.geomspace(2.0, 200.0, 40), 0.0])
-    acc = {"unet": np.zeros((len(th_u), 4)), "classical": np.zeros((len(th_c), 4))}
-    secs = {"unet": 0.0, "classical": 0.0}
-    by_snr = {"unet": np.zeros((len(SNR_BINS), 2)), "classical": np.zeros((len(SNR_BINS), 2))}
+    names = ["unet", "classical"]
+    hyb = None
+    th_h = np.unique(np.r_[np.linspace(0.05, 0.95, 19), hybrid_threshold])
+    if hybrid is not None:
+        from skysift.detection.hybrid import HybridStarFinder
+
+        hkw = {k: v for k, v in kw.items() if k != "weights"}
+        if isinstance(hybrid, torch.nn.Module):
+            hyb = HybridStarFinder(threshold=float(th_h[0]), **hkw)
+            hyb._scorer_net = hybrid.eval()
+        else:
+            hyb = HybridStarFinder(threshold=float(th_h[0]), rerank_weights=hybrid, **hkw)
+        hyb._net = finder._net
+        if finder._net is None:
+            hyb.weights = finder.weights
+        names.append("hybrid")
+    acc = {
+        "unet": np.zeros((len(th_u), 4)),
+        "classical": np.zeros((len(th_c), 4)),
+        "hybrid": np.zeros((len(th_h), 4)),
+    }
+    secs = dict.fromkeys(names, 0.0)
+    by_snr = {n: np.zeros((len(SNR_BINS), 2)) for n in names}
     per_frame = []
-    for i in range(int(n_frames)):
+    frames = range(int(n_frames))
+    if progress:
+        from tqdm import tqdm
+
+        frames = tqdm(frames, desc="held-out frames", unit="frame")
+    for i in frames:
         bg = bgs[i % len(bgs)]
         image, truth = composite_frame(bg, np.random.default_rng([int(seed), i]))
         mask = ~bg.sky
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NoDetectionsWarning)
             t = time.perf_counter()
-            det, prob = finder.detect_with_probability(image, mask)
+            prob = finder.probability(image, mask)
+            secs_prob = time.perf_counter() - t
+            det, prob = finder.detect_with_probability(image, mask, probability=prob)
             secs["unet"] += time.perf_counter() - t
             finder.threshold = sweep_threshold
             low, _ = finder.detect_with_probability(image, mask, probability=prob)
@@ -548,6 +589,17 @@ def evaluate_stars(
         acc["classical"] += cc
         by_snr["unet"] += _recall_by_snr(np.c_[det["x"], det["y"]], truth)
         by_snr["classical"] += _recall_by_snr(np.c_[cdet["x"], cdet["y"]], truth)
+        if hyb is not None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", NoDetectionsWarning)
+                t = time.perf_counter()
+                hdet, _ = hyb.detect_with_probability(image, mask, probability=prob)
+                secs["hybrid"] += time.perf_counter() - t + secs_prob
+            hxy = np.c_[hdet["x"], hdet["y"]]
+            hscore = np.asarray(hdet["score"], float)
+            acc["hybrid"] += _frame_counts(hxy, hscore, truth, th_h)
+            op = hscore >= hybrid_threshold
+            by_snr["hybrid"] += _recall_by_snr(hxy[op], truth)
         per_frame.append(
             {
                 "frame": i,
@@ -564,7 +616,10 @@ def evaluate_stars(
     for name, th, op in (
         ("unet", th_u, int(np.argmin(np.abs(th_u - threshold)))),
         ("classical", th_c, 0),
+        ("hybrid", th_h, int(np.argmin(np.abs(th_h - hybrid_threshold)))),
     ):
+        if name not in names:
+            continue
         a = acc[name]
         tp, fp, fn = a[:, 0], a[:, 1], a[:, 2]
         prec = np.where(tp + fp > 0, tp / np.maximum(tp + fp, 1), 1.0)
@@ -576,7 +631,10 @@ def evaluate_stars(
         }
         ops[name] = (op, prec, rec, a)
     rows = []
-    for name, other in (("unet", "classical"), ("classical", "unet")):
+    pairs = [("unet", "classical"), ("classical", "unet")]
+    if hyb is not None:
+        pairs.append(("hybrid", "classical"))
+    for name, other in pairs:
         op, prec, rec, a = ops[name]
         p_other = ops[other][1][ops[other][0]]
         ok = prec >= p_other
@@ -594,6 +652,9 @@ def evaluate_stars(
                 "fn": int(fn),
                 "centroid_rms": float(np.sqrt(se / tp)) if tp else float("nan"),
                 "recall_at_other_precision": r_at,
+                "recall_at_precision_95": (
+                    float(rec[prec >= 0.95].max()) if (prec >= 0.95).any() else float("nan")
+                ),
                 **{
                     _bin_name(lo, hi): float(f / n) if n else float("nan")
                     for (lo, hi), (f, n) in zip(SNR_BINS, by_snr[name], strict=True)
