@@ -38,7 +38,6 @@ from typing import Any
 
 import numpy as np
 from astropy.table import Table
-from scipy import ndimage
 
 from skysift._validation import check_image
 from skysift.detection.background import BackgroundMap
@@ -180,8 +179,6 @@ class MatchedFilterMaps:
         SNR of a point source at each pixel, local background on a ``box``-px mesh.
     snr_wide_background : ndarray
         The same on a 32-px mesh background.
-    snr_wide_kernel, snr_narrow_kernel : ndarray
-        The same as ``snr`` with kernels of 2x and 0.6x the FWHM.
     residual : ndarray
         Image minus local background (ADU), 0 off the sky.
     noise : ndarray
@@ -196,8 +193,6 @@ class MatchedFilterMaps:
 
     snr: np.ndarray
     snr_wide_background: np.ndarray
-    snr_wide_kernel: np.ndarray
-    snr_narrow_kernel: np.ndarray
     residual: np.ndarray
     noise: np.ndarray
     background_wide: np.ndarray
@@ -252,26 +247,40 @@ def matched_filter_maps(
         msg = "no sky pixel left for the matched filter"
         raise InputError(msg)
     box = 8 if box is None else int(box)
-    img = np.ascontiguousarray(np.where(sky, image, np.float32(np.median(image[sky]))))
+    fill = np.float32(np.median(image[sky][:: max(1, int(sky.sum()) // 100_000)]))
+    img = np.ascontiguousarray(np.where(sky, image, fill))
     local = sep.Background(img, mask=~sky, bw=box, bh=box, fw=3, fh=3).back()
     wide_bkg = sep.Background(img, mask=~sky, bw=32, bh=32, fw=3, fh=3)
     wide = wide_bkg.back()
     resid = np.where(sky, img - local, 0).astype(np.float32)
     noise = np.where(sky, wide_bkg.rms(), 1).astype(np.float32)
-    noise = np.where(noise > 0, noise, np.float32(max(float(np.median(noise[sky])), 1e-6)))
+    floor = float(np.median(noise[sky][:: max(1, int(sky.sum()) // 100_000)]))
+    noise = np.where(noise > 0, noise, np.float32(max(floor, 1e-6)))
     snr = _filtered_snr(resid, noise, fwhm)
     snr_wide_bkg = _filtered_snr(np.where(sky, img - wide, 0).astype(np.float32), noise, fwhm)
     return MatchedFilterMaps(
         snr=snr,
         snr_wide_background=snr_wide_bkg,
-        snr_wide_kernel=_filtered_snr(resid, noise, 2 * fwhm),
-        snr_narrow_kernel=_filtered_snr(resid, noise, 0.6 * fwhm),
         residual=resid,
         noise=noise,
         background_wide=wide.astype(np.float32),
         fwhm=float(fwhm),
         box=box,
     )
+
+
+def _filtered_snr_at(
+    resid: np.ndarray, noise: np.ndarray, fwhm: float, x: np.ndarray, y: np.ndarray
+) -> np.ndarray:
+    """:func:`_filtered_snr` evaluated only at pixels ``(x, y)`` (edges replicated), shape (N,)."""
+    k = _gaussian_kernel(fwhm)
+    r = k.shape[0] // 2
+    h, w = resid.shape
+    off = np.arange(-r, r + 1)
+    yy = np.clip(y[:, None, None] + off[None, :, None], 0, h - 1)
+    xx = np.clip(x[:, None, None] + off[None, None, :], 0, w - 1)
+    num = (resid[yy, xx] * k[None]).sum(axis=(1, 2))
+    return num / (noise[y, x] * np.sqrt((k.astype(np.float64) ** 2).sum()))
 
 
 def _max_filter(a: np.ndarray, size: int) -> np.ndarray:
@@ -332,28 +341,38 @@ def candidate_features(
     cy = np.clip(y[:, None, None] + off[None, :, None], 0, h - 1)
     cx = np.clip(x[:, None, None] + off[None, None, :], 0, w - 1)
     cut = (maps.residual / maps.noise)[cy, cx].reshape(len(x), (2 * CUTOUT_HALF + 1) ** 2)
-    gy, gx = np.gradient(ndimage.gaussian_filter(maps.background_wide, 2))
-    grad = np.hypot(gx, gy) * maps.fwhm / maps.noise
+    # background gradient (central differences, 2 px each side) per FWHM, in noise units
+    bw = maps.background_wide
+    gx = bw[y, np.minimum(x + 2, w - 1)] - bw[y, np.maximum(x - 2, 0)]
+    gy = bw[np.minimum(y + 2, h - 1), x] - bw[np.maximum(y - 2, 0), x]
+    grad = np.hypot(gx, gy) / 4.0 * maps.fwhm / maps.noise[y, x]
     # exact Euclidean distance to the nearest non-sky pixel or the image border
     dist = cv2.distanceTransform(
         np.pad(sky, 1).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE
     )[1:-1, 1:-1]
-    crowd = ndimage.uniform_filter(peak.astype(np.float32), 31) * 31 * 31
-    gnoise = float(np.median(maps.noise[sky]))
+    # crowding: matched-filter peaks within a 31x31 box (Chebyshev distance <= 15 px)
+    n_peak = int(peak.sum())
+    crowd = np.zeros(len(x))
+    if n_peak:
+        tree = cKDTree(np.c_[x[:n_peak], y[:n_peak]])
+        crowd = np.asarray(
+            [len(v) for v in tree.query_ball_point(np.c_[x, y], 15.0, p=np.inf)], float
+        )
+    gnoise = float(np.median(maps.noise[sky][:: max(1, int(sky.sum()) // 100_000)]))
     s = snr[y, x]
     with np.errstate(divide="ignore", invalid="ignore"):
         feats = np.c_[
             s,
             maps.snr_wide_background[y, x],
-            maps.snr_wide_kernel[y, x] / s,
-            maps.snr_narrow_kernel[y, x] / s,
+            _filtered_snr_at(maps.residual, maps.noise, 2 * maps.fwhm, x, y) / s,
+            _filtered_snr_at(maps.residual, maps.noise, 0.6 * maps.fwhm, x, y) / s,
             _logit(prob[y, x]),
             _logit(pmax[y, x]),
             maps.residual[y, x] / maps.noise[y, x],
             np.log(maps.noise[y, x] / gnoise),
-            np.log1p(grad[y, x]),
+            np.log1p(grad),
             np.log1p(np.minimum(dist[y, x], 100)),
-            np.log1p(crowd[y, x]),
+            np.log1p(crowd),
             source,
             cut,
         ]
@@ -428,11 +447,15 @@ class HybridStarFinder(UNetStarFinder):
         saturation: float | None,
     ) -> Table:
         """The U-Net detections at :attr:`unet_threshold` (for the PSF FWHM)."""
-        px, py, _, blended, area = self._peaks(sub, prob, bkg.rms, threshold=self.unet_threshold)
-        # the PSF needs only the brightest: measure at most 300 seeds, brightest first
+        # the PSF needs only the brightest: image peaks (5x5) inside confident U-Net
+        # regions, at most 300, brightest first
+        peak = (prob >= self.unet_threshold) & (sub == _max_filter(sub, 5)) & ~bad
+        py, px = np.nonzero(peak)
         top = np.argsort(-sub[py, px])[:300]
+        px, py = px[top], py[top]
+        n = len(px)
         return self._measure_seeds(
-            data, sub, bad, bkg, saturation, px[top], py[top], blended[top], area[top]
+            data, sub, bad, bkg, saturation, px, py, np.zeros(n, bool), np.ones(n, np.int64)
         )
 
     def _candidates(
