@@ -138,6 +138,12 @@ def test_bad_parameters_and_inputs():
         matched_filter_maps(np.zeros((20, 20)), np.ones((20, 21), bool), 2.0)
     with pytest.raises(InputError, match="no sky"):
         matched_filter_maps(np.zeros((20, 20)), np.zeros((20, 20), bool), 2.0)
+    with pytest.raises(InputError, match="every pixel is masked"):
+        HybridStarFinder().candidates(np.zeros((20, 20)), np.ones((20, 20), bool))
+    with pytest.raises(InputError, match="threshold"):
+        make_hybrid_finder(threshold=-1.0)
+    with pytest.raises(InputError, match="unet_threshold"):
+        HybridStarFinder(unet_threshold=0.0)
 
 
 def test_nan_pixels_are_masked():
@@ -169,6 +175,8 @@ def test_missing_corrupted_and_wrong_scorer_weights(tmp_path):
     wpath = save_weights(wrong, tmp_path / "wrong.safetensors", {"name": "wrong"}).path
     with pytest.raises(InputError, match="features"):
         HybridStarFinder(rerank_weights=wpath, fwhm=2.0)(img)
+    with pytest.raises(InputError, match="not candidate-scorer weights"):
+        HybridStarFinder(rerank_weights="stars_unet", fwhm=2.0)(img)
 
 
 def test_candidate_mlp_standardises_and_checks_shape():

@@ -41,7 +41,7 @@ from astropy.table import Table
 
 from skysift._validation import check_image
 from skysift.detection.background import BackgroundMap
-from skysift.detection.learned import UNetStarFinder
+from skysift.detection.learned import UNetStarFinder, sigma_threshold_kwargs
 from skysift.detection.stars import STAR_FINDERS
 from skysift.errors import InputError
 
@@ -583,14 +583,7 @@ def make_hybrid_finder(
     -------
     HybridStarFinder
     """
-    from skysift.detection.learned import SNR_PER_SIGMA
-
-    if threshold is not None:
-        if not (math.isfinite(threshold) and threshold >= 0):
-            msg = f"threshold (in sigma) must be >= 0, got {threshold}"
-            raise InputError(msg)
-        kwargs.setdefault("min_snr", SNR_PER_SIGMA * float(threshold))
-    return HybridStarFinder(threshold=probability, **kwargs)
+    return HybridStarFinder(threshold=probability, **sigma_threshold_kwargs(threshold, kwargs))
 
 
 STAR_FINDERS.setdefault("hybrid", make_hybrid_finder)

@@ -678,12 +678,26 @@ def make_unet_finder(
     -------
     UNetStarFinder
     """
+    return UNetStarFinder(threshold=probability, **sigma_threshold_kwargs(threshold, kwargs))
+
+
+def sigma_threshold_kwargs(threshold: float | None, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The registry's sigma ``threshold`` as the learned finders' ``min_snr`` keyword.
+
+    Returns ``kwargs`` with ``min_snr = SNR_PER_SIGMA * threshold`` set unless
+    given (unchanged when ``threshold`` is None).
+
+    Raises
+    ------
+    InputError
+        If ``threshold`` is negative or not finite.
+    """
     if threshold is not None:
         if not (math.isfinite(threshold) and threshold >= 0):
             msg = f"threshold (in sigma) must be >= 0, got {threshold}"
             raise InputError(msg)
         kwargs.setdefault("min_snr", SNR_PER_SIGMA * float(threshold))
-    return UNetStarFinder(threshold=probability, **kwargs)
+    return kwargs
 
 
 STAR_FINDERS.setdefault("unet", make_unet_finder)
