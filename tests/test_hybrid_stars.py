@@ -244,3 +244,36 @@ def test_tiny_reranker_training_is_reproducible_and_loadable(tmp_path):
     assert m.recall >= 0.9
     with pytest.raises(InputError, match="unknown reranker option"):
         train_star_reranker({"epochs": 3}, evaluate=False, progress=False)
+
+
+def test_opening_snr_follows_sky_structure_and_is_calibrated():
+    """Sky structure wider than the opening disk makes no candidate; a star beside it keeps its SNR."""
+    rng = np.random.default_rng(11)
+    size, sigma, fwhm = 200, 5.0, 2.4
+    sky = np.full((size, size), 100.0)
+    sky[:, 90:110] += 10 * sigma  # a sharp-edged band 20 px wide (a cloud edge, the Milky Way)
+    x0, y0, snr0 = 84.3, 100.6, 12.0  # a star 6 px outside the band's edge
+    star = GaussianPSF(fwhm).render((size, size), [x0], [y0], snr_to_flux([snr0], sigma, fwhm))
+    img = (sky + star + sigma * rng.standard_normal((size, size))).astype(np.float32)
+    maps = matched_filter_maps(img, np.ones((size, size), bool), fwhm)
+    inner = (slice(20, -20), slice(20, -20))
+    # pure noise away from the band: the opening SNR has unit variance (within 15 %)
+    quiet = np.r_[
+        maps.snr_opening_local_noise[20:-20, 20:70].ravel(),
+        maps.snr_opening_local_noise[20:-20, 130:-20].ravel(),
+    ]
+    assert abs(float(quiet.std()) - 1.0) < 0.15
+    # along the band's edges (no star): no candidate-level peak
+    edges = np.zeros((size, size), bool)
+    edges[:, 86:94] = edges[:, 106:114] = True
+    edges[95:107, :] = False  # leave out the star's rows
+    assert float(maps.snr_opening_local_noise[inner][edges[inner]].max()) < 4.5
+    # the star: its SNR within 25 % of the truth, at its pixel (1 px)
+    yy, xx = np.mgrid[0:size, 0:size]
+    near = np.hypot(xx - x0, yy - y0) <= 1.5
+    assert abs(float(maps.snr_opening[near].max()) - snr0) < 0.25 * snr0
+    x, y, feats = candidate_features(
+        maps, np.zeros((size, size), np.float32), np.ones((size, size), bool)
+    )
+    assert np.min(np.hypot(x - x0, y - y0)) <= 1.5  # a candidate at the star's pixel or the next
+    assert feats.shape[1] == len(FEATURE_NAMES)

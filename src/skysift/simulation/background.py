@@ -21,7 +21,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from skysift.errors import InputError, SkysiftError
@@ -32,12 +31,6 @@ __all__ = [
     "background_noise",
     "load_background",
 ]
-
-
-def _disk(radius: float) -> np.ndarray:
-    r = int(np.ceil(radius))
-    yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
-    return (xx**2 + yy**2 <= radius**2 + 1e-9).astype(np.uint8)
 
 
 def _check_2d(image: np.ndarray, name: str) -> np.ndarray:
@@ -114,25 +107,15 @@ def star_free_background(
     if not (np.isfinite(radius) and radius > 0):
         msg = f"radius must be a positive number of pixels, got {radius!r}"
         raise InputError(msg)
-    kernel = _disk(radius)
-    work = np.where(bad, np.float32(np.inf), data).astype(np.float32)
-    eroded = cv2.erode(work, kernel, borderType=cv2.BORDER_REPLICATE)
-    eroded[bad] = -np.inf
-    opened = cv2.dilate(eroded, kernel, borderType=cv2.BORDER_REPLICATE)
-    unreached = ~np.isfinite(opened)
-    if level_correction:
-        from skysift.detection.background import estimate_background
+    from skysift.detection.background import opening_background
 
-        resid = np.where(bad | unreached, 0.0, data - opened).astype(np.float32)
-        try:
-            offset = estimate_background(
-                resid, bad | unreached, box_size=box_size, filter_size=3
-            ).level
-        except SkysiftError:
-            offset = np.full(data.shape, np.median(resid[~(bad | unreached)]))
-        opened = opened + offset.astype(np.float32)
-    out = np.where(bad | unreached, data, opened)
-    return np.ascontiguousarray(out, dtype=np.float32)
+    return opening_background(
+        data,
+        bad,
+        radius=radius,
+        level_correction=level_correction,
+        box_size=box_size,
+    )
 
 
 def background_noise(
