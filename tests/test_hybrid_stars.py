@@ -277,3 +277,25 @@ def test_opening_snr_follows_sky_structure_and_is_calibrated():
     )
     assert np.min(np.hypot(x - x0, y - y0)) <= 1.5  # a candidate at the star's pixel or the next
     assert feats.shape[1] == len(FEATURE_NAMES)
+
+
+def test_no_hybrid_detections_in_umd_caption():
+    """With no mask given, caption text is still not sky: no candidate, no detection there."""
+    from scipy import ndimage
+
+    from skysift.detection.masks import sky_mask
+    from skysift.io import read_frame
+
+    data = read_frame("tests/data/umd_allsky/Meteor-20191028.png").data
+    near_text = ndimage.binary_dilation(sky_mask(data).text, iterations=2)
+    assert near_text.sum() > 10_000
+    t = HybridStarFinder()(data)
+    ix = np.clip(np.round(t["x"]).astype(int), 0, data.shape[1] - 1)
+    iy = np.clip(np.round(t["y"]).astype(int), 0, data.shape[0] - 1)
+    assert len(t) > 200
+    assert int(near_text[iy, ix].sum()) == 0
+    # without the caption rejection the matched filter takes the text's strokes for stars
+    raw = HybridStarFinder(reject_captions=False)(data)
+    ix = np.clip(np.round(raw["x"]).astype(int), 0, data.shape[1] - 1)
+    iy = np.clip(np.round(raw["y"]).astype(int), 0, data.shape[0] - 1)
+    assert int(near_text[iy, ix].sum()) > 0

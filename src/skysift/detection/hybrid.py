@@ -526,13 +526,18 @@ class HybridStarFinder(UNetStarFinder):
         bkg: BackgroundMap,
         prob: np.ndarray,
         saturation: float | None,
+        caption: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, MatchedFilterMaps]:
         fwhm = self.fwhm
         if fwhm is None:
             confident = self._confident(data, sub, bad, bkg, prob, saturation)
             fwhm = psf_fwhm_from_stars(data, confident, bad)
-        maps = matched_filter_maps(data, ~bad, float(fwhm))
-        x, y, feats = candidate_features(maps, prob, ~bad, candidate_snr=self.candidate_snr)
+        # caption text is not sky: no candidate there, and no part in the backgrounds
+        sky = ~bad if caption is None else ~(bad | caption)
+        if not sky.any():
+            sky = ~bad
+        maps = matched_filter_maps(data, sky, float(fwhm))
+        x, y, feats = candidate_features(maps, prob, sky, candidate_snr=self.candidate_snr)
         return x, y, feats, maps
 
     def candidates(
@@ -557,8 +562,8 @@ class HybridStarFinder(UNetStarFinder):
         if bad.all():
             msg = "every pixel is masked: no candidate"
             raise InputError(msg)
-        data, bad, bkg, prob, sub, saturation = self._prepare(data, bad, None, None)
-        return self._candidates(data, sub, bad, bkg, prob, saturation)
+        data, bad, bkg, prob, sub, saturation, caption = self._prepare(data, bad, None, None)
+        return self._candidates(data, sub, bad, bkg, prob, saturation, caption)
 
     def _measure(
         self,
@@ -568,9 +573,10 @@ class HybridStarFinder(UNetStarFinder):
         bkg: BackgroundMap,
         prob: np.ndarray,
         saturation: float | None,
+        caption: np.ndarray | None = None,
     ) -> Table:
         scorer = self.scorer  # loaded first: a bad weights file fails on every image
-        x, y, feats, maps = self._candidates(data, sub, bad, bkg, prob, saturation)
+        x, y, feats, maps = self._candidates(data, sub, bad, bkg, prob, saturation, caption)
         score = (
             scorer.predict(feats)[:, 0].numpy().astype(np.float32)
             if len(x)

@@ -338,8 +338,10 @@ class UNetStarFinder:
                 "every pixel is masked: no star detected", NoDetectionsWarning, stacklevel=3
             )
             return empty_star_table(), np.zeros(data.shape, np.float32)
-        data, bad, bkg, prob, sub, saturation = self._prepare(data, bad, background, probability)
-        t = self._measure(data, sub, bad, bkg, prob, saturation)
+        data, bad, bkg, prob, sub, saturation, caption = self._prepare(
+            data, bad, background, probability
+        )
+        t = self._measure(data, sub, bad, bkg, prob, saturation, caption)
         if len(t) == 0:
             warnings.warn("no star detected above threshold", NoDetectionsWarning, stacklevel=3)
         t.meta["background_level"] = bkg.global_level
@@ -354,11 +356,14 @@ class UNetStarFinder:
         bad: np.ndarray,
         background: BackgroundMap | None,
         probability: np.ndarray | None,
-    ) -> tuple[np.ndarray, np.ndarray, BackgroundMap, np.ndarray, np.ndarray, float | None]:
-        """Checked image -> (data, bad, background, probability, data - level, saturation).
+    ) -> tuple[
+        np.ndarray, np.ndarray, BackgroundMap, np.ndarray, np.ndarray, float | None, np.ndarray
+    ]:
+        """Checked image -> (data, bad, background, probability, data - level, saturation, caption).
 
         The probability map is computed unless given, and set to 0 on caption
-        text when :attr:`reject_captions`.
+        text when :attr:`reject_captions`; ``caption`` is that text's pixel
+        mask (all False otherwise).
         """
         data = np.where(bad, 0, data).astype(np.float32)
         bkg = background or estimate_background(data, bad, box_size=self.box_size)
@@ -366,17 +371,19 @@ class UNetStarFinder:
             prob = self._probability(data, bad, bkg)
         else:
             prob = np.where(bad, 0, np.asarray(probability, np.float32).reshape(data.shape))
+        caption = np.zeros(data.shape, bool)
         if self.reject_captions and min(data.shape) >= 64:
             from skysift.detection.masks import caption_text_mask
 
-            prob = np.where(caption_text_mask(np.where(bad, np.nan, data)), 0, prob)
+            caption = caption_text_mask(np.where(bad, np.nan, data))
+            prob = np.where(caption, 0, prob)
         sub = np.ascontiguousarray(np.where(bad, 0, data - bkg.level), dtype=np.float32)
         saturation = (
             self.saturation
             if self.saturation is not None
             else estimate_saturation(np.where(bad, np.nan, data))
         )
-        return data, bad, bkg, prob, sub, saturation
+        return data, bad, bkg, prob, sub, saturation, caption
 
     def _peaks(
         self, sub: np.ndarray, prob: np.ndarray, rms: np.ndarray, threshold: float | None = None
@@ -436,6 +443,7 @@ class UNetStarFinder:
         bkg: BackgroundMap,
         prob: np.ndarray,
         saturation: float | None,
+        caption: np.ndarray | None = None,
     ) -> Table:
         px, py, _, blended, area = self._peaks(sub, prob, bkg.rms)
         return self._measure_seeds(data, sub, bad, bkg, saturation, px, py, blended, area)

@@ -534,7 +534,7 @@ def evaluate_stars(
     th_c = np.unique(np.r_[np.geomspace(2.0, 200.0, 40), 0.0])
     names = ["unet", "classical"]
     hyb = None
-    th_h = np.unique(np.r_[np.linspace(0.05, 0.95, 19), hybrid_threshold])
+    th_h = np.unique(np.r_[np.linspace(0.01, 0.99, 99), hybrid_threshold])
     if hybrid is not None:
         from skysift.detection.hybrid import HybridStarFinder
 
