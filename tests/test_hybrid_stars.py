@@ -228,12 +228,17 @@ def test_tiny_reranker_training_is_reproducible_and_loadable(tmp_path):
 
     from skysift.training.stars_rerank import train_star_reranker
 
-    cfg = {"n_frames": 1, "steps": 200, "batch": 256}
+    cfg = {"n_frames": 1, "steps": 200, "batch": 256, "n_val_frames": 1}
     paths = []
     for run in ("a", "b"):
         model, card = train_star_reranker(cfg, out=tmp_path / run, evaluate=False, progress=False)
         assert card["recipe"]["candidates"] > 100 and 0 < card["recipe"]["positives"]
         paths.append(tmp_path / run / "stars_rerank.safetensors")
+        # the validation table (training backgrounds): precision rises with the cut
+        val = card["metrics"]["validation"]
+        assert val["frames"] == 1 and len(val["threshold"]) == len(val["precision"]) == 9
+        assert val["precision"][-1] >= val["precision"][0]
+        assert "Validation" in (tmp_path / run / "stars_rerank.md").read_text()
     a, b = load_file(paths[0]), load_file(paths[1])
     assert all(torch.equal(a[k], b[k]) for k in a)
     rng = np.random.default_rng(6)

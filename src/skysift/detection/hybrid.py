@@ -47,6 +47,7 @@ from skysift.errors import InputError
 
 __all__ = [
     "CANDIDATE_SNR",
+    "SCORE_THRESHOLD",
     "FEATURE_NAMES",
     "HybridStarFinder",
     "MatchedFilterMaps",
@@ -58,6 +59,11 @@ __all__ = [
 
 #: Lowest matched-filter SNR of a candidate (sigma).
 CANDIDATE_SNR = 3.4
+#: Default cut on the candidate score: the lowest cut (in steps of 0.1) at which
+#: the shipped scorer's precision on validation composites (training
+#: backgrounds, new seeds; never the held-out ones) is >= 0.95, as printed in
+#: its model card by ``skysift train stars-rerank``.
+SCORE_THRESHOLD = 0.6
 #: Lowest U-Net probability of an extra candidate (a probability peak with no
 #: matched-filter peak within 2 px).
 CANDIDATE_PROBABILITY = 0.02
@@ -175,11 +181,21 @@ def _filtered_snr(resid: np.ndarray, noise: np.ndarray, fwhm: float) -> np.ndarr
 
 
 def _local_noise_snr(snr: np.ndarray, noise: np.ndarray, sky: np.ndarray, box: int) -> np.ndarray:
-    """An SNR map re-normalised by the filtered map's own noise (sigma-clipped rms, ``box``-px mesh)."""
+    """An SNR map re-normalised by the filtered map's own noise (sigma-clipped rms, ``box``-px mesh).
+
+    The rms is measured on every other pixel of the map (a PSF-filtered map
+    is correlated over a few pixels, so little is lost) and interpolated back.
+    """
+    import cv2
     import sep
 
-    num = np.ascontiguousarray(np.where(sky, snr * noise, 0), dtype=np.float32)
-    rms = sep.Background(num, mask=~sky, bw=box, bh=box, fw=3, fh=3).rms()
+    num = np.where(sky, snr * noise, 0).astype(np.float32)
+    h, w = num.shape
+    half = np.ascontiguousarray(num[::2, ::2])
+    half_bad = np.ascontiguousarray(~sky[::2, ::2])
+    b = max(2, box // 2)
+    rms = sep.Background(half, mask=half_bad, bw=b, bh=b, fw=3, fh=3).rms()
+    rms = cv2.resize(rms, (w, h), interpolation=cv2.INTER_LINEAR)
     floor = max(float(np.median(rms[sky][:: max(1, int(sky.sum()) // 100_000)])), 1e-6)
     return (num / np.maximum(rms, np.float32(0.1 * floor))).astype(np.float32)
 
@@ -451,7 +467,7 @@ class HybridStarFinder(UNetStarFinder):
     Parameters
     ----------
     threshold : float, optional
-        Cut on the candidate score, in (0, 1). Default 0.5.
+        Cut on the candidate score, in (0, 1). Default :data:`SCORE_THRESHOLD`.
     rerank_weights : str or path, optional
         The scorer's weights (shipped name or ``.safetensors``). Default
         ``"stars_rerank"``.
@@ -471,6 +487,7 @@ class HybridStarFinder(UNetStarFinder):
         If a parameter is out of range, or a weights file is missing or corrupted.
     """
 
+    threshold: float = SCORE_THRESHOLD
     rerank_weights: str | Path = "stars_rerank"
     unet_threshold: float = 0.5
     candidate_snr: float = CANDIDATE_SNR
@@ -631,7 +648,7 @@ def _scorer(weights: str) -> Any:
 
 
 def make_hybrid_finder(
-    *, threshold: float | None = None, probability: float = 0.5, **kwargs: Any
+    *, threshold: float | None = None, probability: float = SCORE_THRESHOLD, **kwargs: Any
 ) -> HybridStarFinder:
     """The factory registered as ``STAR_FINDERS["hybrid"]``.
 
@@ -642,7 +659,8 @@ def make_hybrid_finder(
         finder: applied as a minimum aperture SNR (``SNR_PER_SIGMA * threshold``,
         as the U-Net finder does). Default none.
     probability : float, optional
-        The candidate-score cut (:attr:`HybridStarFinder.threshold`). Default 0.5.
+        The candidate-score cut (:attr:`HybridStarFinder.threshold`). Default
+        :data:`SCORE_THRESHOLD`.
     **kwargs
         Other :class:`HybridStarFinder` parameters.
 

@@ -459,7 +459,7 @@ def evaluate_stars(
     backgrounds: tuple[str, ...] = HELD_OUT_BACKGROUNDS,
     finder_kwargs: dict[str, Any] | None = None,
     hybrid: Any = None,
-    hybrid_threshold: float = 0.5,
+    hybrid_threshold: float | None = None,
     progress: bool = False,
 ) -> Table:
     """Object-level precision/recall of the learned and classical finders on held-out composites.
@@ -496,7 +496,8 @@ def evaluate_stars(
         with these scorer weights (a shipped name, a file or an in-memory
         :class:`~skysift.learning.models.CandidateMLP`). Default none.
     hybrid_threshold : float, optional
-        The hybrid finder's score cut. Default 0.5.
+        The hybrid finder's score cut. Default its own
+        (:data:`~skysift.detection.hybrid.SCORE_THRESHOLD`).
     progress : bool, optional
         Show a progress bar over the frames. Default False.
 
@@ -534,6 +535,10 @@ def evaluate_stars(
     th_c = np.unique(np.r_[np.geomspace(2.0, 200.0, 40), 0.0])
     names = ["unet", "classical"]
     hyb = None
+    if hybrid_threshold is None:
+        from skysift.detection.hybrid import SCORE_THRESHOLD
+
+        hybrid_threshold = SCORE_THRESHOLD
     th_h = np.unique(np.r_[np.linspace(0.01, 0.99, 99), hybrid_threshold])
     if hybrid is not None:
         from skysift.detection.hybrid import HybridStarFinder

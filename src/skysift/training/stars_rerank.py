@@ -23,7 +23,13 @@ import numpy as np
 
 from skysift.training.common import JsonConfig
 
-__all__ = ["RerankConfig", "collect_candidates", "label_candidates", "train_star_reranker"]
+__all__ = [
+    "RerankConfig",
+    "collect_candidates",
+    "label_candidates",
+    "train_star_reranker",
+    "validation_precision",
+]
 
 
 @dataclass(frozen=True)
@@ -37,6 +43,10 @@ class RerankConfig(JsonConfig):
     data_seed : int
         Frame ``i`` is seeded ``[data_seed, i]``. Default 5000 (the held-out
         evaluation uses 1000).
+    n_val_frames, val_seed : int
+        Validation composites on the training backgrounds (new seeds), used
+        only to report the precision per score cut, from which the finder's
+        default cut is chosen. Defaults 22, 7000.
     label_snr : float
         Lowest injected SNR of a positive candidate. Default 3.
     width, depth : int
@@ -50,6 +60,8 @@ class RerankConfig(JsonConfig):
     _label = "reranker"
     n_frames: int = 44
     data_seed: int = 5000
+    n_val_frames: int = 22
+    val_seed: int = 7000
     label_snr: float = 3.0
     width: int = 32
     depth: int = 2
@@ -125,6 +137,63 @@ def collect_candidates(
     return np.concatenate(feats), np.concatenate(labels)
 
 
+def validation_precision(
+    model: Any,
+    config: RerankConfig | None = None,
+    *,
+    data_dir: str | Path | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Precision and candidate recall of a scorer per score cut on validation composites.
+
+    The composites are built on the *training* backgrounds with the
+    validation seeds of ``config`` (never the held-out backgrounds);
+    candidates matched to stars fainter than SNR 5 are left out, as in the
+    held-out evaluation. The default cut of the finder
+    (:data:`skysift.detection.hybrid.SCORE_THRESHOLD`) is the lowest cut here
+    with precision >= 0.95 (``suggested_threshold``).
+
+    Returns
+    -------
+    dict
+        ``threshold``, ``precision``, ``recall`` (lists; recall over the
+        matched candidates), ``suggested_threshold`` (float or None),
+        ``frames``, ``seed``.
+    """
+    import torch
+
+    from skysift.training.stars_data import TRAIN_BACKGROUNDS
+
+    cfg = config or RerankConfig()
+    feats, labels = collect_candidates(
+        TRAIN_BACKGROUNDS,
+        cfg.n_val_frames,
+        cfg.val_seed,
+        label_snr=5.0,
+        data_dir=data_dir,
+        progress=progress,
+    )
+    with torch.no_grad():
+        score = model.predict(feats)[:, 0].numpy()
+    cuts = [round(0.1 * k, 1) for k in range(1, 10)]
+    prec, rec = [], []
+    for c in cuts:
+        keep = score >= c
+        tp = float(np.sum(keep & (labels == 1)))
+        fp = float(np.sum(keep & (labels == 0)))
+        prec.append(round(tp / (tp + fp), 5) if tp + fp else 1.0)
+        rec.append(round(tp / max(float(labels.sum()), 1.0), 5))
+    ok = [c for c, p in zip(cuts, prec, strict=True) if p >= 0.95]
+    return {
+        "threshold": cuts,
+        "precision": prec,
+        "recall": rec,
+        "suggested_threshold": ok[0] if ok else None,
+        "frames": int(cfg.n_val_frames),
+        "seed": int(cfg.val_seed),
+    }
+
+
 def train_star_reranker(
     config: RerankConfig | dict[str, Any] | None = None,
     *,
@@ -191,6 +260,7 @@ def train_star_reranker(
         opt.step()
         losses.append(float(loss.detach()))
     model.eval()
+    validation = validation_precision(model, cfg, data_dir=data_dir, progress=progress)
     card: dict[str, Any] = {
         "description": (
             "Candidate scorer of the hybrid star finder (skysift.detection.hybrid): "
@@ -216,7 +286,7 @@ def train_star_reranker(
         },
         "seed": int(seed),
         "command": f"skysift train stars-rerank --seed {int(seed)}",
-        "metrics": {},
+        "metrics": {"validation": validation},
     }
     if evaluate:
         from skysift.training.stars import evaluate_stars
@@ -262,6 +332,23 @@ def _markdown(card: dict[str, Any], model: Any) -> str:
         "",
         f"Reproduce: `{card.get('command')}`",
         "",
+        "## Validation (training backgrounds, new seeds): the default score cut",
+        "",
+    ]
+    val = card.get("metrics", {}).get("validation", {})
+    if val:
+        lines += [
+            f"{val.get('frames')} composites on the training backgrounds (seed [{val.get('seed')}, i]), "
+            "candidates matched to stars of SNR < 5 left out. Suggested cut (lowest with "
+            f"precision >= 0.95): {val.get('suggested_threshold')}.",
+            "",
+            "| score cut | precision | candidate recall |",
+            "|---|---|---|",
+        ]
+        for c, p_, r_ in zip(val["threshold"], val["precision"], val["recall"], strict=True):
+            lines.append(f"| {c} | {p_:.4f} | {r_:.4f} |")
+        lines.append("")
+    lines += [
         "## Held-out metrics",
         "",
         "| detector | precision | recall | R SNR 5-7 | R SNR 7-10 | R SNR >= 10 | best R at P >= 0.95 |",
