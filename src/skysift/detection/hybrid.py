@@ -8,25 +8,31 @@ filter would on a perfectly known background. This finder joins the two:
 1. the U-Net probability map and its confident detections (probability
    >= 0.5), whose brightest clean stars give the PSF FWHM by a 2-D Gaussian
    fit (:func:`psf_fwhm_from_stars`);
-2. a PSF-matched filter (Gaussian of that FWHM) on the image minus a local
-   (8-px mesh) background, divided by the local noise: the SNR map of a point
-   source (:func:`matched_filter_maps`);
-3. candidates = local maxima of that SNR map above a low cut (3.4 sigma)
-   plus local maxima of the U-Net probability that the matched filter
-   merged into a neighbour;
+2. PSF-matched filters (Gaussian of that FWHM) on the image minus three
+   backgrounds: sep meshes of 8 and 32 px, and a morphological opening of
+   the smoothed image (:func:`~skysift.detection.background.opening_background`),
+   which follows sky structure down to a few FWHM; the noise is the rms of
+   the image minus the opening, and the opening's SNR map is also
+   normalised by its own local rms (:func:`matched_filter_maps`);
+3. candidates = local maxima above a low cut (3.4 sigma) of the 8-px-mesh
+   map and of the opening's locally normalised map, plus local maxima of
+   the U-Net probability that the matched filters merged into a neighbour;
+   never on caption text;
 4. each candidate is scored by a small MLP (:class:`skysift.learning.models.CandidateMLP`,
    weights ``stars_rerank``) on :data:`FEATURE_NAMES`: matched-filter SNRs
-   at two background scales and three kernel widths, the U-Net probability,
-   local noise, background gradient, distance to the sky mask, crowding and
-   the 5x5 SNR cut-out; candidates scoring >= ``threshold`` are measured as
-   the U-Net finder measures its seeds (windowed centroid, aperture flux,
-   flags).
+   on the three backgrounds and at three kernel widths, the U-Net
+   probability, local noise, background gradient, distance to the sky mask,
+   crowding and the 5x5 SNR cut-out; candidates scoring >= ``threshold``
+   (default :data:`SCORE_THRESHOLD`) are measured as the U-Net finder
+   measures its seeds (windowed centroid, aperture flux, flags).
 
 The matched filter is the optimal linear detector of a known PSF in white
 noise (North 1943; for astronomical sources e.g. Irwin 1985, MNRAS 214, 575,
 §2; Bertin & Arnouts 1996, A&AS 117, 393, §4.1 "filtering"); the learned
 scorer is in the spirit of the candidate-vetting ("real/bogus") classifiers
-of transient surveys (Bloom et al. 2012, PASP 124, 1175, §3).
+of transient surveys (Bloom et al. 2012, PASP 124, 1175, §3); the opening
+background is the grey-scale "rolling ball" of Sternberg (1983, Computer
+16(1), 22) and the white top-hat of Soille (2003, §4.4).
 """
 
 from __future__ import annotations
