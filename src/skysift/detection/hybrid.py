@@ -302,25 +302,36 @@ def matched_filter_maps(
         msg = "no sky pixel left for the matched filter"
         raise InputError(msg)
     box = 8 if box is None else int(box)
-    fill = np.float32(np.median(image[sky][:: max(1, int(sky.sum()) // 100_000)]))
-    img = np.ascontiguousarray(np.where(sky, image, fill))
-    local = sep.Background(img, mask=~sky, bw=box, bh=box, fw=3, fh=3).back()
-    wide = sep.Background(img, mask=~sky, bw=32, bh=32, fw=3, fh=3).back()
-    resid = np.where(sky, img - local, 0).astype(np.float32)
+    all_sky = bool(sky.all())  # the common unmasked case skips the masking passes
+    not_sky = np.zeros(sky.shape, bool) if all_sky else ~sky
+
+    def on_sky(a: np.ndarray, off: float = 0.0) -> np.ndarray:
+        return (
+            a.astype(np.float32, copy=False)
+            if all_sky
+            else np.where(sky, a, off).astype(np.float32)
+        )
+
+    step = max(1, int(sky.size if all_sky else sky.sum()) // 100_000)
+    fill = np.float32(np.median((image if all_sky else image[sky]).ravel()[::step]))
+    img = np.ascontiguousarray(image if all_sky else np.where(sky, image, fill))
+    local = sep.Background(img, mask=not_sky, bw=box, bh=box, fw=3, fh=3).back()
+    wide = sep.Background(img, mask=not_sky, bw=32, bh=32, fw=3, fh=3).back()
+    resid = on_sky(img - local)
     opened, rms = opening_background(
         img,
-        ~sky,
+        not_sky,
         radius=max(4.0, 2.0 * fwhm),
         smooth_sigma=0.4 * fwhm,
         box_size=32,
         return_rms=True,
     )
-    noise = np.where(sky, rms, 1).astype(np.float32)
-    floor = float(np.median(noise[sky][:: max(1, int(sky.sum()) // 100_000)]))
+    noise = on_sky(rms, 1.0)
+    floor = float(np.median((noise if all_sky else noise[sky]).ravel()[::step]))
     noise = np.maximum(noise, np.float32(max(0.1 * floor, 1e-6)))
     snr = _filtered_snr(resid, noise, fwhm)
-    snr_wide_bkg = _filtered_snr(np.where(sky, img - wide, 0).astype(np.float32), noise, fwhm)
-    resid_open = np.where(sky, img - opened, 0).astype(np.float32)
+    snr_wide_bkg = _filtered_snr(on_sky(img - wide), noise, fwhm)
+    resid_open = on_sky(img - opened)
     snr_open = _filtered_snr(resid_open, noise, fwhm)
     return MatchedFilterMaps(
         snr=snr,
