@@ -58,3 +58,16 @@ def test_opening_background_mask_and_errors():
         opening_background(img, np.zeros((3, 3), bool))
     with pytest.raises(InputError, match="2-D"):
         opening_background(np.zeros(10))
+
+
+def test_opening_background_rms_and_fully_masked_image():
+    rng = np.random.default_rng(2)
+    sigma = 2.0
+    _, _, img = _sky(rng, sigma=sigma)
+    # the rms of image - opening is the pixel noise (within 15 %), sky structure and stars aside
+    _, rms = opening_background(img, radius=5.0, smooth_sigma=1.0, box_size=32, return_rms=True)
+    assert abs(float(np.median(rms[8:-8, 8:-8])) - sigma) < 0.15 * sigma
+    # no sky pixel at all: the image comes back unchanged, with a finite rms
+    bkg, rms = opening_background(img, np.ones(img.shape, bool), radius=5.0, return_rms=True)
+    np.testing.assert_array_equal(bkg, img)
+    assert np.all(np.isfinite(rms))

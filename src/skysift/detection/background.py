@@ -8,7 +8,7 @@ import numpy as np
 import sep
 
 from skysift._validation import check_image
-from skysift.errors import InputError
+from skysift.errors import InputError, SkysiftError
 
 __all__ = ["BackgroundMap", "estimate_background", "opening_background"]
 
@@ -159,8 +159,6 @@ def opening_background(
     report §4.1 (star-free backgrounds by opening).
     """
     import cv2
-
-    from skysift.errors import SkysiftError
 
     data = np.asarray(image, dtype=np.float32)
     if data.ndim != 2:
