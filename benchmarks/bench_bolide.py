@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from skysift.errors import NoDetectionsWarning, SkysiftError
-from skysift.evaluation.bolide import evaluate_bolide_clips
+from skysift.bolide.evaluation import evaluate_bolide_clips
 from skysift.io import read_frame
 from skysift.io.frame import Site
-from skysift.pipeline.calibrate import calibrate
+from skysift.calibration.pipeline import calibrate
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data"
 UMD = Site(39.0021, -76.956, 50.0)
@@ -71,8 +71,8 @@ def motion_speed() -> None:
 
     from astropy.io import fits
 
-    from skysift.detection.motion import motion_zone
-    from skysift.pipeline.demo import demo_inputs
+    from skysift.bolide.motion import motion_zone
+    from skysift.bolide.demo import demo_inputs
 
     with tempfile.TemporaryDirectory() as tmp:
         inp = demo_inputs(tmp)

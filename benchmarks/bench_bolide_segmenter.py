@@ -16,8 +16,8 @@ import time
 
 import numpy as np
 
-from skysift.detection.bolide_learned import BolideSegmenter
-from skysift.training.stars_data import prepare_background
+from skysift.bolide.learned import BolideSegmenter
+from skysift.stars.training_data import prepare_background
 
 
 def _time(fn, repeat: int) -> float:
@@ -39,8 +39,8 @@ def figures(out_dir: str, weights: str, seeds=(7, 11, 20, 33)) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from skysift.training.bolide import ROI_PAD, classical_baseline
-    from skysift.training.bolide_data import HELD_OUT_BACKGROUNDS, render_clip
+    from skysift.bolide.training import ROI_PAD, classical_baseline
+    from skysift.bolide.training_data import HELD_OUT_BACKGROUNDS, render_clip
 
     seg = BolideSegmenter(weights)
     classical, _ = classical_baseline()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from skysift.data import sample
 from skysift.io import read_frame
-from skysift.pipeline import calibrate
+from skysift.calibration.pipeline import calibrate
 
 
 def main() -> None:

@@ -18,7 +18,7 @@ import numpy as np
 
 from skysift.io import read_frame
 from skysift.io.frame import Site
-from skysift.pipeline import calibrate
+from skysift.calibration.pipeline import calibrate
 from skysift.simulation.background import load_background
 from skysift.simulation.meteors import Flare, LightCurve, Meteor, MeteorVideo
 

@@ -2,10 +2,10 @@
 
 For each backend of the learned finder (torch, onnxruntime, pruned, bf16)
 it prints the object-level precision/recall on held-out composite frames
-(:func:`skysift.training.stars.evaluate_stars`) and the wall time per frame
+(:func:`skysift.stars.evaluation.evaluate_stars`) and the wall time per frame
 for a 1392x1040 and a 3840x2160 frame (median of ``--repeat`` runs, the
 first run excluded); the hybrid finder (U-Net + matched filter + learned
-candidate scorer, :mod:`skysift.detection.hybrid`) and the classical finder
+candidate scorer, :mod:`skysift.stars.hybrid`) and the classical finder
 beside them. With ``--real`` it
 also calibrates the real MAGIC and UMD frames with the three finders and
 prints ``n_matched`` (catalogue-identified stars); ``--out`` gets the PR
@@ -29,12 +29,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from skysift.detection.hybrid import HybridStarFinder
-from skysift.detection.learned import UNetStarFinder
+from skysift.stars.hybrid import HybridStarFinder
+from skysift.stars.learned import UNetStarFinder
 from skysift.detection.stars import ClassicalStarFinder
 from skysift.errors import NoDetectionsWarning
-from skysift.training.stars import evaluate_stars
-from skysift.training.stars_data import HELD_OUT_BACKGROUNDS, composite_frame, prepare_background
+from skysift.stars.evaluation import evaluate_stars
+from skysift.stars.training_data import HELD_OUT_BACKGROUNDS, composite_frame, prepare_background
 
 DATA = Path(__file__).resolve().parent.parent / "tests" / "data"
 
@@ -54,8 +54,8 @@ def _pruned(amount: float = 0.5):
     from skysift.learning.compression import global_prune, sparsity
     from skysift.learning.trainer import TrainConfig
     from skysift.learning.weights import load_weights
-    from skysift.training.stars import StarBatchSource
-    from skysift.training.stars_data import TRAIN_BACKGROUNDS, StarDataConfig
+    from skysift.stars.training import StarBatchSource
+    from skysift.stars.training_data import TRAIN_BACKGROUNDS, StarDataConfig
 
     model = copy.deepcopy(load_weights("stars_unet"))
     bgs = [prepare_background(n) for n in TRAIN_BACKGROUNDS]
@@ -104,7 +104,7 @@ def _overlay(image, mask, learned, classical, path):
 
 def _real_frames(out: Path | None):
     from skysift.io import read_frame
-    from skysift.pipeline import calibrate
+    from skysift.calibration.pipeline import calibrate
 
     frames = [
         (

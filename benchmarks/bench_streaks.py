@@ -26,7 +26,7 @@ import numpy as np
 
 
 def _frames(n_distinct: int, seed: int = 7) -> list[np.ndarray]:
-    from skysift.training.streaks_data import (
+    from skysift.streaks.training_data import (
         STREAK_HELD_OUT_BACKGROUNDS,
         StreakDataConfig,
         composite_cutout,
@@ -55,9 +55,9 @@ def main() -> None:
 
     import torch
 
-    from skysift.detection.hough import HoughStreakFinder
-    from skysift.detection.streaks import ClassicalStreakFinder
-    from skysift.detection.streaks_learned import (
+    from skysift.streaks.hough import HoughStreakFinder
+    from skysift.streaks.detection import ClassicalStreakFinder
+    from skysift.streaks.learned import (
         DEFAULT_STEP,
         StreakImageClassifier,
         StreakSegmenter,
@@ -98,7 +98,7 @@ def main() -> None:
         s10(positive)
         rows.append(("step 10 (paper)", n10, time.perf_counter() - t, "measured"))
     else:
-        from skysift.training.streaks_data import normalise_windows
+        from skysift.streaks.training_data import normalise_windows
 
         k = min(args.step10_windows, n10)
         batch = normalise_windows(

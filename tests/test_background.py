@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from skysift.detection.background import opening_background
+from skysift.detection.background import opening_background, opening_background_rms
 from skysift.errors import InputError
 from skysift.simulation.psf import GaussianPSF
 
@@ -65,9 +65,9 @@ def test_opening_background_rms_and_fully_masked_image():
     sigma = 2.0
     _, _, img = _sky(rng, sigma=sigma)
     # the rms of image - opening is the pixel noise (within 15 %), sky structure and stars aside
-    _, rms = opening_background(img, radius=5.0, smooth_sigma=1.0, box_size=32, return_rms=True)
+    _, rms = opening_background_rms(img, radius=5.0, smooth_sigma=1.0, box_size=32)
     assert abs(float(np.median(rms[8:-8, 8:-8])) - sigma) < 0.15 * sigma
     # no sky pixel at all: the image comes back unchanged, with a finite rms
-    bkg, rms = opening_background(img, np.ones(img.shape, bool), radius=5.0, return_rms=True)
+    bkg, rms = opening_background_rms(img, np.ones(img.shape, bool), radius=5.0)
     np.testing.assert_array_equal(bkg, img)
     assert np.all(np.isfinite(rms))

@@ -15,11 +15,11 @@ import pytest
 from astropy.io import fits
 from astropy.table import Table
 
-from skysift.detection.bolide import classical_bolide_mask, clip_background, difference_noise
-from skysift.detection.motion import motion_zone
+from skysift.bolide.detection import classical_bolide_mask, clip_background, difference_noise
+from skysift.bolide.motion import motion_zone
 from skysift.errors import InputError, NoDetectionsWarning
-from skysift.measurement.bolide import fit_trajectory, head_photometry, track_head
-from skysift.pipeline.bolide import LIGHTCURVE_COLUMNS, run_bolide
+from skysift.bolide.measurement import fit_trajectory, head_photometry, track_head
+from skysift.bolide.pipeline import LIGHTCURVE_COLUMNS, run_bolide
 from skysift.simulation.meteors import Flare, LightCurve, Meteor, MeteorVideo
 
 SKY = 200.0
@@ -204,7 +204,7 @@ def test_great_circle_fits_a_curved_fisheye_path():
     from skysift.calibration.camera import SkyCamera
     from skysift.calibration.fisheye import FisheyeModel
     from skysift.io.frame import Site
-    from skysift.measurement.bolide import GreatCircleTrajectory, fit_great_circle
+    from skysift.bolide.measurement import GreatCircleTrajectory, fit_great_circle
 
     model = FisheyeModel(x0=725.97, y0=527.23, rotation=81.15, radial=(340.10, -3.92, -1.77),
                          parity=-1, tilt=(-0.73, -0.17), shape=(1040, 1392))  # fmt: skip
@@ -232,7 +232,7 @@ def test_great_circle_fits_a_curved_fisheye_path():
 
 
 def test_peak_magnitude_separates_measurements_from_bright_limits():
-    from skysift.outputs.bolide import peak_magnitude, peak_text
+    from skysift.bolide.report import peak_magnitude, peak_text
 
     lc = Table(
         {"mag": [2.0, -0.5, -1.9, -1.2, np.nan], "saturated": [False, False, True, True, False]}
@@ -244,9 +244,9 @@ def test_peak_magnitude_separates_measurements_from_bright_limits():
 
 
 def test_error_paths_name_the_problem(tmp_path):
-    from skysift.detection.bolide import roi_slices
-    from skysift.detection.trails import find_meteor_trails
-    from skysift.measurement.bolide import Trajectory
+    from skysift.bolide.detection import roi_slices
+    from skysift.bolide.trails import find_meteor_trails
+    from skysift.bolide.measurement import Trajectory
 
     img = np.zeros((20, 30), np.float32)
     with pytest.raises(InputError, match="same 2-D shape"):

@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
-from skysift.detection.bolide_learned import (
+from skysift.bolide.learned import (
     BolideSegmenter,
     bolide_input,
     clip_background_and_noise,
@@ -166,7 +166,7 @@ def test_missing_and_corrupt_weights(tmp_path):
 
 
 def test_training_tiles_are_seeded_and_labelled():
-    from skysift.training.bolide_data import BolideDataConfig, make_tiles
+    from skysift.bolide.training_data import BolideDataConfig, make_tiles
 
     cfg = BolideDataConfig(size=48, context=8, n_frames_range=(7, 7), p_empty_frame=0.0)
     x1, y1, m1 = make_tiles(3, 5, cfg)
@@ -183,7 +183,7 @@ def test_training_tiles_are_seeded_and_labelled():
 
 
 def test_held_out_backgrounds_never_in_training():
-    from skysift.training.bolide_data import HELD_OUT_BACKGROUNDS, TRAIN_BACKGROUNDS
+    from skysift.bolide.training_data import HELD_OUT_BACKGROUNDS, TRAIN_BACKGROUNDS
 
     assert not set(HELD_OUT_BACKGROUNDS) & {n for n, _ in TRAIN_BACKGROUNDS}
     assert "magic_allsky/20180817_0341.fits" in HELD_OUT_BACKGROUNDS

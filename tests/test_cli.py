@@ -169,3 +169,50 @@ def test_streaks_command_on_the_real_streak_frame(data_dir, tmp_path, capsys):
     summary = Table.read(out / "summary.ecsv")
     assert list(summary["n_streaks"]) == [1]
     assert "1 images, 1 streaks" in capsys.readouterr().out
+
+
+def test_ctrl_c_exits_130_and_says_so(monkeypatch, tmp_path, capsys):
+    """A KeyboardInterrupt inside a command exits 130 with one line, not 0 and silence."""
+    import skysift.cli.core as core
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    path = tmp_path / "field.fits"
+    image, _ = make_star_field((64, 64), n_stars=5, rng=1)
+    fits.PrimaryHDU(image.astype(np.float32)).writeto(path)
+    monkeypatch.setattr(core, "find_stars", interrupted)
+    assert main(["stars", str(path), "--out", str(tmp_path / "o")]) == 130
+    assert "interrupted" in capsys.readouterr().err
+
+
+def test_unusable_out_is_refused_before_computing(tmp_path, capsys):
+    path = tmp_path / "field.fits"
+    image, _ = make_star_field((64, 64), n_stars=5, rng=1)
+    fits.PrimaryHDU(image.astype(np.float32)).writeto(path)
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    for out in (blocker, blocker / "inside"):
+        assert main(["stars", str(path), "--out", str(out)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and err.startswith("skysift: error: --out "), err
+    assert blocker.read_text() == "x"
+
+
+def test_streaks_exit_code_names_failed_inputs(tmp_path, capsys):
+    """Every input bad: exit 2; some bad: exit 5; each failure named on stderr."""
+    missing = tmp_path / "nonexistent.fits"
+    assert (
+        main(["streaks", str(missing), "--out", str(tmp_path / "a"), "--method", "classical"]) == 2
+    )
+    err = capsys.readouterr().err
+    assert f"skysift: failed: {missing}" in err
+    good = tmp_path / "sky.fits"
+    fits.PrimaryHDU(np.random.default_rng(0).normal(100, 3, (64, 64)).astype("f4")).writeto(good)
+    rc = main(
+        ["streaks", str(good), str(missing), "--out", str(tmp_path / "b"), "--method", "classical"]
+    )
+    out = capsys.readouterr()
+    assert rc == 5
+    assert "2 images, 0 streaks, 1 failed" in out.out
+    assert out.err.count("skysift: failed:") == 1

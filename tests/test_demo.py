@@ -14,7 +14,7 @@ import json
 import numpy as np
 import pytest
 
-from skysift.detection.trails import find_meteor_trails
+from skysift.bolide.trails import find_meteor_trails
 from skysift.errors import NoDetectionsWarning
 from skysift.io import read_frame
 
@@ -110,7 +110,7 @@ def test_manual_pairs_calibrate_the_bolide_clip(demo_run, tmp_path):
     """The manual fallback: five stars identified by hand give the same light curve."""
     from astropy.table import Table
 
-    from skysift.pipeline.bolide import run_bolide
+    from skysift.bolide.pipeline import run_bolide
 
     out, _, _ = demo_run
     m = Table.read(out / "bolide" / "matches.ecsv")

@@ -23,7 +23,7 @@ def test_detects_synthetic_stars_with_subpixel_centroids():
     image, truth = make_star_field(
         (256, 256), 40, fwhm=3.0, flux_range=(3e3, 1e5), min_separation=12, rng=1
     )
-    stars = detect_stars(image, threshold=5)
+    stars = detect_stars(image, threshold_sigma=5)
     d, i = _match(stars, truth, 2.0)
     found = np.isfinite(d)
     assert found.mean() >= 0.95  # recall of well-separated stars above ~30 sigma
@@ -48,7 +48,7 @@ def test_flags_saturated_edge_and_elongated():
     )  # edge star
     trail = (np.abs((yy - 30) - 0.0 * xx) < 1.0) & (xx > 20) & (xx < 60)
     image[trail] += 2000  # a short trail
-    stars = detect_stars(image, threshold=5, saturation=30000)
+    stars = detect_stars(image, threshold_sigma=5, saturation=30000)
     sat = stars[np.hypot(stars["x"] - 64, stars["y"] - 64) < 1.0]
     assert len(sat) == 1 and sat["flags"][0] & StarFlag.SATURATED
     edge = stars[np.hypot(stars["x"] - 2, stars["y"] - 90) < 1.5]
@@ -64,7 +64,7 @@ def test_deblends_close_pair():
         image += (
             20000 / (2 * np.pi * 1.3**2) * np.exp(-((xx - x0) ** 2 + (yy - 48) ** 2) / (2 * 1.3**2))
         ).astype(np.float32)
-    stars = detect_stars(image, threshold=5)
+    stars = detect_stars(image, threshold_sigma=5)
     assert len(stars) == 2
     assert np.allclose(sorted(stars["x"]), [44.0, 51.0], atol=0.3)
     assert all(stars["flags"] & StarFlag.BLENDED)
@@ -74,7 +74,7 @@ def test_empty_frame_warns_and_returns_full_schema():
     rng = np.random.default_rng(0)
     image = rng.normal(100, 5, (64, 64)).astype(np.float32)
     with pytest.warns(NoDetectionsWarning):
-        stars = detect_stars(image, threshold=8)
+        stars = detect_stars(image, threshold_sigma=8)
     assert len(stars) == 0
     assert {"x", "y", "flux", "flux_err", "fwhm", "peak", "flags"} <= set(stars.colnames)
 
@@ -86,8 +86,8 @@ def test_bad_inputs():
         detect_stars(np.zeros((10, 10)), method="nope")
     with pytest.raises(InputError, match="mask shape"):
         detect_stars(np.zeros((10, 10)), mask=np.zeros((5, 5), bool))
-    with pytest.raises(InputError, match="threshold must be > 0"):
-        detect_stars(np.zeros((10, 10)), threshold=0)
+    with pytest.raises(InputError, match="threshold_sigma must be > 0"):
+        detect_stars(np.zeros((10, 10)), threshold_sigma=0)
 
 
 def test_fisheye_circle_on_synthetic_disc():

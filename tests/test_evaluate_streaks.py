@@ -8,13 +8,13 @@ from astropy.table import Table
 
 from skysift.cli import main
 from skysift.errors import InputError
-from skysift.evaluation.streaks import (
+from skysift.streaks.evaluation import (
     TABLE1_BINS,
     classifier_table,
     format_table1,
     segmentation_table,
 )
-from skysift.training.streaks_data import StreakDataConfig, eval_cutouts
+from skysift.streaks.training_data import StreakDataConfig, eval_cutouts
 
 torch = pytest.importorskip("torch")
 
@@ -81,8 +81,8 @@ def test_classifier_table_inside_and_border_subsets():
 
 @pytest.mark.filterwarnings(_SMALL)
 def test_evaluate_streaks_small_run_writes_tables_and_plots(tmp_path, data_dir, torch_one_thread):
-    from skysift.detection.streaks_learned import StreakImageClassifier, StreakSegmenter
-    from skysift.evaluation.streaks import evaluate_streaks, write_evaluation
+    from skysift.streaks.learned import StreakImageClassifier, StreakSegmenter
+    from skysift.streaks.evaluation import evaluate_streaks, write_evaluation
     from skysift.learning.models import build_model
 
     torch.manual_seed(0)

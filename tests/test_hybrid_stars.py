@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from skysift.detection.hybrid import (
+from skysift.stars.hybrid import (
     FEATURE_NAMES,
     HybridStarFinder,
     candidate_features,
@@ -16,15 +16,15 @@ from skysift.detection.hybrid import (
     matched_filter_maps,
     psf_fwhm_from_stars,
 )
-from skysift.detection.learned import UNetStarFinder
+from skysift.stars.learned import UNetStarFinder
 from skysift.detection.stars import STAR_FINDERS, detect_stars
 from skysift.errors import InputError
 from skysift.evaluation.metrics import match_objects
 from skysift.learning.models import CandidateMLP, build_model
 from skysift.learning.weights import WEIGHTS_DIR, save_weights
 from skysift.simulation.psf import GaussianPSF
-from skysift.training.stars_data import HELD_OUT_BACKGROUNDS, prepare_background, snr_to_flux
-from skysift.training.stars_rerank import label_candidates
+from skysift.stars.training_data import HELD_OUT_BACKGROUNDS, prepare_background, snr_to_flux
+from skysift.stars.training_rerank import label_candidates
 
 pytestmark = pytest.mark.filterwarnings("ignore::skysift.errors.NoDetectionsWarning")
 
@@ -114,9 +114,9 @@ def test_pure_noise_gives_few_detections():
 
 def test_registered_and_threshold_keywords():
     assert "hybrid" in STAR_FINDERS
-    f = make_hybrid_finder(threshold=3.0, probability=0.7)
+    f = make_hybrid_finder(threshold_sigma=3.0, score_threshold=0.7)
     assert isinstance(f, HybridStarFinder)
-    assert f.threshold == 0.7
+    assert f.score_threshold == 0.7
     assert f.min_snr > 0
     rng = np.random.default_rng(2)
     img, xs, ys, snr = _field(rng, n=10, snr_range=(30.0, 100.0))
@@ -127,7 +127,7 @@ def test_registered_and_threshold_keywords():
 
 def test_bad_parameters_and_inputs():
     with pytest.raises(InputError, match="threshold"):
-        HybridStarFinder(threshold=1.5)
+        HybridStarFinder(score_threshold=1.5)
     with pytest.raises(InputError, match="candidate_snr"):
         HybridStarFinder(candidate_snr=-1)
     with pytest.raises(InputError, match="fwhm"):
@@ -141,7 +141,7 @@ def test_bad_parameters_and_inputs():
     with pytest.raises(InputError, match="every pixel is masked"):
         HybridStarFinder().candidates(np.zeros((20, 20)), np.ones((20, 20), bool))
     with pytest.raises(InputError, match="threshold"):
-        make_hybrid_finder(threshold=-1.0)
+        make_hybrid_finder(threshold_sigma=-1.0)
     with pytest.raises(InputError, match="unet_threshold"):
         HybridStarFinder(unet_threshold=0.0)
 
@@ -226,7 +226,7 @@ def test_star_in_a_small_sky_gap_is_measured():
 def test_tiny_reranker_training_is_reproducible_and_loadable(tmp_path):
     from safetensors.torch import load_file
 
-    from skysift.training.stars_rerank import train_star_reranker
+    from skysift.stars.training_rerank import train_star_reranker
 
     cfg = {"n_frames": 1, "steps": 200, "batch": 256, "n_val_frames": 1}
     paths = []

@@ -697,3 +697,49 @@ def test_error_folder_problems(tmp_path):
         InputError, match=r"frames differ in shape: a\.fits is \(24, 32\), b\.fits is \(26, 32\)"
     ):
         read(tmp_path)
+
+
+def test_pixel_limit_refuses_huge_declared_images_before_decoding(tmp_path, monkeypatch):
+    """A tiny file declaring a huge image is refused from its header, fast and by name."""
+    import struct
+    import time
+    import zlib
+
+    from astropy.io import fits as _fits
+
+    from skysift.io.readers import DEFAULT_MAX_PIXELS
+
+    def chunk(kind, data):
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    w = h = 20000  # 400 megapixels in a ~400 kB PNG
+    raw = zlib.compress(b"".join(b"\x00" + bytes(w) for _ in range(h)), 9)
+    png = tmp_path / "bomb.png"
+    png.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0))
+        + chunk(b"IDAT", raw)
+        + chunk(b"IEND", b"")
+    )
+    hdr = _fits.Header()
+    hdr["SIMPLE"], hdr["BITPIX"], hdr["NAXIS"] = True, -64, 2
+    hdr["NAXIS1"] = hdr["NAXIS2"] = 200000
+    big_fits = tmp_path / "huge.fits"
+    big_fits.write_bytes(hdr.tostring().encode())
+    for path in (png, big_fits):
+        t0 = time.perf_counter()
+        with pytest.raises(InputError, match=f"{path.name}: declares .* over the limit of 250"):
+            read_frame(path)
+        assert time.perf_counter() - t0 < 5.0
+    assert DEFAULT_MAX_PIXELS == 250_000_000
+    # the limit is configurable: a 64x64 image over a limit of 1000 pixels is refused
+    small = tmp_path / "small.fits"
+    _fits.PrimaryHDU(np.zeros((64, 64), np.float32)).writeto(small)
+    monkeypatch.setenv("SKYSIFT_MAX_PIXELS", "1000")
+    with pytest.raises(InputError, match="small.fits: declares 64x64"):
+        read_frame(small)
+    monkeypatch.setenv("SKYSIFT_MAX_PIXELS", "lots")
+    with pytest.raises(InputError, match="SKYSIFT_MAX_PIXELS must be a positive integer"):
+        read_frame(small)

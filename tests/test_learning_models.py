@@ -209,7 +209,7 @@ def saved(tmp_path):
         "metrics": {"auc": 0.5},
         "recipe": {"epochs": 1},
         "seed": 3,
-        "command": "python -m skysift.training.stars --seed 3",
+        "command": "python -m skysift.stars.training --seed 3",
         "description": "test weights",
     }
     w = save_weights(model, tmp_path / "tiny_unet", card)

@@ -18,7 +18,7 @@ from skysift.detection import StarFlag
 from skysift.errors import NotEnoughStarsError
 from skysift.io import read_frame
 from skysift.io.frame import Site
-from skysift.pipeline import calibrate
+from skysift.calibration.pipeline import calibrate
 
 LA_PALMA = Site(28.7619, -17.8908, 2200.0)
 UMD = Site(39.0021, -76.956, 50.0)
@@ -165,7 +165,7 @@ def test_manual_pairs_fallback_on_magic(data_dir, tmp_path):
 
 def test_camera_model_maps_pixels_to_sky_and_round_trips_through_files(magic_result, tmp_path):
     from skysift.calibration.camera import SkyCamera
-    from skysift.outputs.calibration import write_calibration
+    from skysift.calibration.report import write_calibration
 
     r = magic_result
     cam = r.camera
@@ -212,3 +212,37 @@ def test_star_tracker_frame_plate_solves_blind_through_the_cli(data_dir, tmp_pat
         / 10
     )
     assert abs(scale - 40.1) < 1.5
+
+
+def test_api_accepts_a_path_or_an_array_and_rejects_the_rest(tmp_path):
+    """calibrate/find_stars take what a user passes as an image; anything else is an InputError."""
+    from astropy.io import fits as _fits
+
+    from skysift.calibration.pipeline import calibrate as _calibrate
+    from skysift.calibration.pipeline import find_stars as _find_stars
+    from skysift.errors import InputError as _InputError
+    from skysift.io import read_frame as _read_frame
+
+    rng = np.random.default_rng(3)
+    img = rng.normal(100.0, 3.0, (96, 96))
+    yy, xx = np.mgrid[:96, :96]
+    for x0, y0 in ((30.0, 40.0), (70.0, 20.0), (55.0, 75.0)):
+        img += 3000.0 * np.exp(-((xx - x0) ** 2 + (yy - y0) ** 2) / (2 * 1.5**2))
+    path = tmp_path / "field.fits"
+    _fits.PrimaryHDU(img.astype(np.float32)).writeto(path)
+    for image in (img, path, str(path)):
+        stars, _ = _find_stars(image, use_mask=False, threshold_sigma=5.0)
+        found = sorted(zip(np.round(stars["x"]).astype(int), np.round(stars["y"]).astype(int)))
+        assert found == [(30, 40), (55, 75), (70, 20)]
+    with pytest.raises(_InputError, match="image must be a Frame, a file name or a 2-D array"):
+        _calibrate(None)
+    with pytest.raises(_InputError, match="2-D and numeric"):
+        _find_stars(np.zeros((3, 8, 8)))
+    with pytest.raises(_InputError, match="no such file|not found|does not exist"):
+        _calibrate(str(tmp_path / "x.fits"))
+    with pytest.raises(_InputError, match="pairs must be a file name or a Table"):
+        _calibrate(path, pairs=42)
+    with pytest.raises(_InputError, match="threshold_sigma must be a number"):
+        _find_stars(path, threshold_sigma="3")
+    with pytest.raises(_InputError, match="path is empty"):
+        _read_frame("")

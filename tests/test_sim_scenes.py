@@ -30,7 +30,7 @@ MAGIC_SITE = Site(28.7619, -17.8908, 2200)
 
 @pytest.fixture(scope="module")
 def magic(data_dir):
-    from skysift.pipeline import calibrate
+    from skysift.calibration.pipeline import calibrate
 
     frame = read_frame(data_dir / "magic_allsky" / "20180817_0055.fits", site=MAGIC_SITE)
     return calibrate(frame)
@@ -90,7 +90,7 @@ def test_catalog_scene_through_a_wcs_recovers_gaia_positions_and_fluxes():
     x, y = w.all_world2pix(truth["ra"], truth["dec"], 0)
     assert np.allclose(x, truth["x"]) and np.allclose(y, truth["y"])
     assert np.allclose(truth["flux"], 10 ** (-0.4 * (truth["mag"] - 22.0)))
-    found = detect_stars(image, threshold=5)
+    found = detect_stars(image, threshold_sigma=5)
     d, i = _nearest(np.c_[truth["x"], truth["y"]], np.c_[found["x"], found["y"]])
     # isolated, bright, away from the edges
     tree = cKDTree(np.c_[truth["x"], truth["y"]])
@@ -164,7 +164,7 @@ def test_composite_injected_stars_keep_their_truth(magic, magic_bg):
     image, truth = scene.render(rng=5)
     assert len(truth) == 40
     assert np.all(magic_bg.sky[np.round(truth["y"]).astype(int), np.round(truth["x"]).astype(int)])
-    found = detect_stars(image, ~magic_bg.sky, threshold=10)
+    found = detect_stars(image, ~magic_bg.sky, threshold_sigma=10)
     d, i = _nearest(np.c_[truth["x"], truth["y"]], np.c_[found["x"], found["y"]])
     # bright = SNR > ~70 in the Milky Way's noise; a clean detection is an
     # unflagged star-sized source (not merged with Milky Way structure)
@@ -275,7 +275,7 @@ def test_simulated_scene_renders_the_drawn_stars():
     scene = SimulatedScene((128, 128), psf=2.5, n_stars=5, mag_range=(9.0, 10.0), exposure_s=0.5)
     image, truth = scene.render(rng=0)
     assert image.shape == (128, 128) and len(truth) == 5
-    found = detect_stars(image, threshold=10)
+    found = detect_stars(image, threshold_sigma=10)
     d, _ = _nearest(np.c_[truth["x"], truth["y"]], np.c_[found["x"], found["y"]])
     inside = (truth["x"] > 5) & (truth["x"] < 122) & (truth["y"] > 5) & (truth["y"] < 122)
     assert np.all(d[inside] < 0.3)

@@ -12,13 +12,13 @@ import pytest
 from scipy.spatial import cKDTree
 
 from skysift.detection import sky_mask
-from skysift.detection.learned import UNetStarFinder, make_unet_finder
+from skysift.stars.learned import UNetStarFinder, make_unet_finder
 from skysift.detection.stars import STAR_FINDERS, ClassicalStarFinder, StarFlag, detect_stars
 from skysift.errors import InputError, NoDetectionsWarning
 from skysift.io import read_frame
 from skysift.learning.weights import WEIGHTS_DIR
 from skysift.simulation.psf import GaussianPSF
-from skysift.training.stars_data import (
+from skysift.stars.training_data import (
     HELD_OUT_BACKGROUNDS,
     StarDataConfig,
     iter_star_batches,
@@ -122,7 +122,7 @@ def test_same_schema_as_classical(finder, held_out):
 
 def test_registered_lazily_without_torch():
     code = (
-        "import sys, skysift.detection, skysift.detection.learned as L;"
+        "import sys, skysift.detection, skysift.stars.learned as L;"
         "from skysift.detection import STAR_FINDERS;"
         "assert 'unet' in STAR_FINDERS, 'not registered';"
         "assert 'torch' not in sys.modules, 'torch imported'"
@@ -133,11 +133,11 @@ def test_registered_lazily_without_torch():
 
 def test_detect_stars_method_unet_and_registry_keywords(held_out):
     img, *_ = _composite(held_out, np.random.default_rng(11), size=96, n=6)
-    t = detect_stars(img, method="unet", threshold=3.0, saturation=60000.0)
+    t = detect_stars(img, method="unet", threshold_sigma=3.0, saturation=60000.0)
     assert len(t) >= 5
     assert np.all(t["snr"] >= 4.0)  # the registry's 3 sigma is a minimum aperture SNR of 4
     with pytest.raises(InputError, match="probability"):
-        UNetStarFinder(threshold=3.0)
+        UNetStarFinder(score_threshold=3.0)
     with pytest.raises(InputError, match="backend"):
         UNetStarFinder(backend="gpu")
 
@@ -259,7 +259,7 @@ def test_held_out_frames_refused_for_training():
 
 
 def test_tiny_training_smoke():
-    from skysift.training.stars import train_stars
+    from skysift.stars.training import train_stars
 
     recipe = {
         "model": {"name": "unet", "config": {"depth": 2, "width": 4, "block": "residual"}},
@@ -284,7 +284,7 @@ def test_tiny_training_smoke():
 def test_recall_by_snr_bins_against_truth():
     from astropy.table import Table
 
-    from skysift.training.stars import SNR_BINS, _bin_name, _recall_by_snr
+    from skysift.stars.training import SNR_BINS, _bin_name, _recall_by_snr
 
     truth = Table(
         {

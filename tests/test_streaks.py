@@ -10,10 +10,10 @@ import pytest
 from astropy.io import fits
 from astropy.table import Table
 
-from skysift.detection.streaks import ClassicalStreakFinder
+from skysift.streaks.detection import ClassicalStreakFinder
 from skysift.errors import InputError, NoDetectionsWarning
-from skysift.measurement.streaks import streaks_from_probability
-from skysift.pipeline.streaks import find_streaks, run_streaks
+from skysift.streaks.measurement import streaks_from_probability
+from skysift.streaks.pipeline import find_streaks, run_streaks
 from skysift.simulation import make_star_field
 from skysift.simulation.streaks import render_streak
 

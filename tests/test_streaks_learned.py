@@ -10,7 +10,7 @@ import pytest
 from skysift.errors import InputError, NoDetectionsWarning
 from skysift.simulation import make_star_field
 from skysift.simulation.streaks import render_streak
-from skysift.training.streaks_data import (
+from skysift.streaks.training_data import (
     STREAK_HELD_OUT_BACKGROUNDS,
     STREAK_TRAIN_BACKGROUNDS,
     ClassifierBatchSource,
@@ -24,8 +24,8 @@ from skysift.training.streaks_data import (
 
 torch = pytest.importorskip("torch")
 
-from skysift.detection.hough import HoughStreakFinder  # noqa: E402
-from skysift.detection.streaks_learned import (  # noqa: E402
+from skysift.streaks.hough import HoughStreakFinder  # noqa: E402
+from skysift.streaks.learned import (  # noqa: E402
     LearnedStreakFinder,
     StreakImageClassifier,
     StreakSegmenter,
@@ -251,7 +251,7 @@ def test_shipped_finder_skips_unflagged_images_unless_all(shipped, held_out):
 
 def test_shipped_learned_finder_on_the_real_long_streak(shipped, data_dir):
     # The C pipeline measured two segments of one streak spanning x 20..342, y 309..338.
-    from skysift.pipeline.streaks import find_streaks
+    from skysift.streaks.pipeline import find_streaks
 
     clf, seg = shipped
     res = find_streaks(
@@ -277,7 +277,7 @@ def test_eval_cutouts_are_fixed(data_dir):
 def test_learned_runner_reports_bad_input_mid_sequence_and_completes(shipped, data_dir, tmp_path):
     import shutil
 
-    from skysift.pipeline.streaks import run_streaks
+    from skysift.streaks.pipeline import run_streaks
 
     src = tmp_path / "in"
     src.mkdir()
@@ -299,7 +299,7 @@ def test_learned_runner_reports_bad_input_mid_sequence_and_completes(shipped, da
 
 
 def test_training_recipe_is_reproducible_and_rejects_bad_keys(data_dir, torch_one_thread):
-    from skysift.training.streaks import default_recipe, train_streak_model
+    from skysift.streaks.training import default_recipe, train_streak_model
 
     rec = default_recipe()["streak_segmenter"]
     tiny = {

@@ -10,23 +10,25 @@ The top-level API mirrors the command line::
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 from skysift.errors import CalibrationError, InputError, NotEnoughStarsError, SkysiftError
 from skysift.io.frame import Frame, FrameSequence, Site
 
-__version__ = "0.1.0"
+from skysift._version import __version__
 
 _LAZY = {
     "read": "skysift.io",
     "read_frame": "skysift.io",
     "read_sequence": "skysift.io",
-    "calibrate": "skysift.pipeline",
-    "find_stars": "skysift.pipeline",
-    "CalibrationResult": "skysift.pipeline",
+    "calibrate": "skysift.calibration.pipeline",
+    "find_stars": "skysift.calibration.pipeline",
+    "CalibrationResult": "skysift.calibration.frame",
+    "CalibratedFrame": "skysift.calibration.frame",
     "detect_stars": "skysift.detection",
     "sky_mask": "skysift.detection",
-    "write_calibration": "skysift.outputs.calibration",
+    "write_calibration": "skysift.calibration.report",
 }
 
 __all__ = [
@@ -45,8 +47,6 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     # Heavy modules (OpenCV, sep, photutils) load on first use, not at import.
     if name in _LAZY:
-        import importlib
-
         return getattr(importlib.import_module(_LAZY[name]), name)
     msg = f"module 'skysift' has no attribute {name!r}"
     raise AttributeError(msg)

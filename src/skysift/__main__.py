@@ -1,6 +1,6 @@
 """``python -m skysift``."""
 
-from skysift.cli import _console
+from skysift.cli import console
 
 if __name__ == "__main__":
-    _console()
+    console()

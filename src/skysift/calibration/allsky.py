@@ -21,6 +21,7 @@ from dataclasses import replace
 import numpy as np
 from astropy.table import Table
 from astropy.time import Time
+from scipy import ndimage
 from scipy.optimize import least_squares
 from scipy.spatial import cKDTree
 
@@ -287,7 +288,6 @@ def _illuminated_region(image: np.ndarray) -> tuple[np.ndarray, tuple[float, flo
     = inside the largest bright region (holes filled), or ``None`` when the
     image has no clear bright region.
     """
-    from scipy import ndimage
 
     img = np.asarray(image, dtype=float)
     if img.ndim == 3:

@@ -40,7 +40,7 @@ from astropy.units import UnitsWarning
 from astropy.wcs import WCS, FITSFixedWarning
 from scipy.spatial import cKDTree
 
-from skysift.calibration.platesolve import PlateSolution, _check_shape, _clean_stars, _empty_matches
+from skysift.calibration.plate import PlateSolution, _check_shape, _clean_stars, _empty_matches
 from skysift.calibration.wcsfit import _fit_wcs, _fov_of, _project, _rms, auto_sip_degree
 from skysift.errors import CalibrationError, InputError, NotEnoughStarsError
 

@@ -14,7 +14,7 @@ were fitted to. Angles are in degrees, azimuth from north through east;
 pixels are 0-based with (0, 0) the centre of the first pixel.
 
 Files: :meth:`SkyCamera.load` reads the ``calibration.json`` written by
-:func:`skysift.outputs.calibration.write_calibration` (for TAN-SIP it reads
+:func:`skysift.calibration.report.write_calibration` (for TAN-SIP it reads
 the ``calibration.wcs.fits`` named there).
 """
 
@@ -24,7 +24,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import astropy.units as u
 import numpy as np
@@ -33,15 +33,39 @@ from astropy.time import Time
 
 from skysift.calibration.catalog import _altaz_frame, offline_iers
 from skysift.calibration.fisheye import FisheyeModel
+from skysift.calibration.platesolve import PlateSolution
 from skysift.errors import InputError
 from skysift.io.frame import Site
 
-__all__ = ["SkyCamera"]
+__all__ = ["CameraModel", "FisheyeCamera", "SkyCamera", "WCSCamera"]
+
+
+@runtime_checkable
+class CameraModel(Protocol):
+    """What every calibrated camera model does: pixels <-> sky.
+
+    Angles in degrees (RA/Dec ICRS; azimuth from north through east), pixels
+    0-based; inputs are arrays of one shape, outputs arrays of that shape.
+    Implemented by :class:`FisheyeCamera` and :class:`WCSCamera`.
+    """
+
+    model_type: str
+
+    def pixel_to_radec(self, x: Any, y: Any) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def radec_to_pixel(self, ra: Any, dec: Any) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def pixel_to_altaz(self, x: Any, y: Any) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def altaz_to_pixel(self, alt: Any, az: Any) -> tuple[np.ndarray, np.ndarray]: ...
 
 
 @dataclass
 class SkyCamera:
-    """A calibrated camera model.
+    """A calibrated camera model (a :class:`CameraModel`).
+
+    ``SkyCamera("fisheye", model, site, time)`` builds a :class:`FisheyeCamera`,
+    ``SkyCamera("tan-sip", wcs, site, time)`` a :class:`WCSCamera`.
 
     Parameters
     ----------
@@ -63,12 +87,18 @@ class SkyCamera:
     site: Site | None = None
     time: Time | None = None
 
+    def __new__(cls, model_type: str = "", *args: Any, **kwargs: Any) -> SkyCamera:  # noqa: D102
+        if cls is SkyCamera:
+            kinds = {"fisheye": FisheyeCamera, "tan-sip": WCSCamera}
+            if model_type not in kinds:
+                msg = f"model_type must be 'fisheye' or 'tan-sip', got {model_type!r}"
+                raise InputError(msg)
+            cls = kinds[model_type]
+        return super().__new__(cls)
+
     def __post_init__(self) -> None:
         if self.model_type not in ("fisheye", "tan-sip"):
             msg = f"model_type must be 'fisheye' or 'tan-sip', got {self.model_type!r}"
-            raise InputError(msg)
-        if self.model_type == "fisheye" and (self.site is None or self.time is None):
-            msg = "a fisheye camera model needs its site and time to map pixels to RA/Dec"
             raise InputError(msg)
 
     def _frame(self):
@@ -77,31 +107,6 @@ class SkyCamera:
             raise InputError(msg)
         return _altaz_frame(self.site, self.time, True)
 
-    def pixel_to_radec(self, x, y) -> tuple[np.ndarray, np.ndarray]:
-        """RA and Dec (deg, ICRS) of pixels ``x``, ``y`` (arrays of the same shape)."""
-        x, y = np.asarray(x, float), np.asarray(y, float)
-        if self.model_type == "tan-sip":
-            ra, dec = self.model.all_pix2world(x, y, 0)
-            return np.asarray(ra), np.asarray(dec)
-        alt, az = self.model.pixel_to_altaz(x, y)
-        with offline_iers():
-            c = SkyCoord(
-                alt=np.asarray(alt) * u.deg, az=np.asarray(az) * u.deg, frame=self._frame()
-            )
-            icrs = c.transform_to(ICRS())
-        return icrs.ra.deg, icrs.dec.deg
-
-    def radec_to_pixel(self, ra, dec) -> tuple[np.ndarray, np.ndarray]:
-        """Pixels ``x``, ``y`` of sky positions (deg, ICRS); NaN where not imaged."""
-        ra, dec = np.asarray(ra, float), np.asarray(dec, float)
-        if self.model_type == "tan-sip":
-            x, y = self.model.all_world2pix(ra, dec, 0)
-            return np.asarray(x), np.asarray(y)
-        alt, az = self.radec_to_altaz(ra, dec)
-        x, y = self.model.altaz_to_pixel(alt, az)
-        below = np.asarray(alt) < 0
-        return np.where(below, np.nan, x), np.where(below, np.nan, y)
-
     def radec_to_altaz(self, ra, dec) -> tuple[np.ndarray, np.ndarray]:
         """Altitude and azimuth (deg) of sky positions at the camera's site and time."""
         with offline_iers():
@@ -109,18 +114,8 @@ class SkyCamera:
             aa = c.transform_to(self._frame())
         return aa.alt.deg, aa.az.deg % 360.0
 
-    def pixel_to_altaz(self, x, y) -> tuple[np.ndarray, np.ndarray]:
-        """Altitude and azimuth (deg) of pixels."""
-        if self.model_type == "fisheye":
-            alt, az = self.model.pixel_to_altaz(np.asarray(x, float), np.asarray(y, float))
-            return np.asarray(alt), np.asarray(az)
-        return self.radec_to_altaz(*self.pixel_to_radec(x, y))
-
-    def altaz_to_pixel(self, alt, az) -> tuple[np.ndarray, np.ndarray]:
-        """Pixels of horizontal positions (deg)."""
-        if self.model_type == "fisheye":
-            x, y = self.model.altaz_to_pixel(np.asarray(alt, float), np.asarray(az, float))
-            return np.asarray(x), np.asarray(y)
+    def altaz_to_radec(self, alt, az) -> tuple[np.ndarray, np.ndarray]:
+        """RA and Dec (deg, ICRS) of horizontal positions at the camera's site and time."""
         with offline_iers():
             c = SkyCoord(
                 alt=np.asarray(alt, float) * u.deg,
@@ -128,7 +123,7 @@ class SkyCamera:
                 frame=self._frame(),
             )
             icrs = c.transform_to(ICRS())
-        return self.radec_to_pixel(icrs.ra.deg, icrs.dec.deg)
+        return icrs.ra.deg, icrs.dec.deg
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> SkyCamera:
@@ -160,8 +155,64 @@ class SkyCamera:
             if not wcs_file:
                 msg = f"{path}: a tan-sip calibration without its wcs_file"
                 raise InputError(msg)
-            from skysift.calibration.platesolve import PlateSolution
 
             return cls("tan-sip", PlateSolution.load(path.parent / wcs_file).wcs, site, time)
         msg = f"{path}: unknown model_type {kind!r} (expected 'fisheye' or 'tan-sip')"
         raise InputError(msg)
+
+
+@dataclass
+class FisheyeCamera(SkyCamera):
+    """An all-sky camera: a :class:`FisheyeModel` (pixel <-> alt/az) tied to the sky by its
+    site and time."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.site is None or self.time is None:
+            msg = "a fisheye camera model needs its site and time to map pixels to RA/Dec"
+            raise InputError(msg)
+
+    def pixel_to_radec(self, x, y) -> tuple[np.ndarray, np.ndarray]:
+        """RA and Dec (deg, ICRS) of pixels ``x``, ``y`` (arrays of the same shape)."""
+        return self.altaz_to_radec(*self.pixel_to_altaz(x, y))
+
+    def radec_to_pixel(self, ra, dec) -> tuple[np.ndarray, np.ndarray]:
+        """Pixels ``x``, ``y`` of sky positions (deg, ICRS); NaN below the horizon."""
+        alt, az = self.radec_to_altaz(ra, dec)
+        x, y = self.model.altaz_to_pixel(alt, az)
+        below = np.asarray(alt) < 0
+        return np.where(below, np.nan, x), np.where(below, np.nan, y)
+
+    def pixel_to_altaz(self, x, y) -> tuple[np.ndarray, np.ndarray]:
+        """Altitude and azimuth (deg) of pixels."""
+        alt, az = self.model.pixel_to_altaz(np.asarray(x, float), np.asarray(y, float))
+        return np.asarray(alt), np.asarray(az)
+
+    def altaz_to_pixel(self, alt, az) -> tuple[np.ndarray, np.ndarray]:
+        """Pixels of horizontal positions (deg)."""
+        x, y = self.model.altaz_to_pixel(np.asarray(alt, float), np.asarray(az, float))
+        return np.asarray(x), np.asarray(y)
+
+
+@dataclass
+class WCSCamera(SkyCamera):
+    """A narrow-field camera: an :class:`astropy.wcs.WCS` (TAN-SIP) from a plate solve;
+    alt/az when the site and time are known."""
+
+    def pixel_to_radec(self, x, y) -> tuple[np.ndarray, np.ndarray]:
+        """RA and Dec (deg, ICRS) of pixels ``x``, ``y`` (arrays of the same shape)."""
+        ra, dec = self.model.all_pix2world(np.asarray(x, float), np.asarray(y, float), 0)
+        return np.asarray(ra), np.asarray(dec)
+
+    def radec_to_pixel(self, ra, dec) -> tuple[np.ndarray, np.ndarray]:
+        """Pixels ``x``, ``y`` of sky positions (deg, ICRS)."""
+        x, y = self.model.all_world2pix(np.asarray(ra, float), np.asarray(dec, float), 0)
+        return np.asarray(x), np.asarray(y)
+
+    def pixel_to_altaz(self, x, y) -> tuple[np.ndarray, np.ndarray]:
+        """Altitude and azimuth (deg) of pixels (needs the site and time)."""
+        return self.radec_to_altaz(*self.pixel_to_radec(x, y))
+
+    def altaz_to_pixel(self, alt, az) -> tuple[np.ndarray, np.ndarray]:
+        """Pixels of horizontal positions (deg; needs the site and time)."""
+        return self.radec_to_pixel(*self.altaz_to_radec(alt, az))

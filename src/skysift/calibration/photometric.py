@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from scipy.optimize import least_squares
 
 from skysift.errors import CalibrationError, InputError, NotEnoughStarsError
 
@@ -361,7 +362,6 @@ def fit_zero_point(
     y_f = np.where(finite, y, 0.0)
 
     # Robust start: soft-L1 least squares (resists up to ~30 % gross outliers).
-    from scipy.optimize import least_squares
 
     p0 = np.zeros(n_par)
     p0[0] = np.median(y[finite])

@@ -9,6 +9,7 @@ import astropy.units as u
 import numpy as np
 from astropy.coordinates import SkyCoord
 from astropy.wcs import WCS, Sip
+from scipy.optimize import least_squares
 from scipy.spatial import cKDTree
 
 __all__ = ["auto_sip_degree"]
@@ -121,7 +122,6 @@ def _free_tangent_point(wcs: WCS, xy: np.ndarray, radec: np.ndarray) -> None:
     CRPIX and CRVAL are degenerate to first order, so this only changes the
     solution where a tangent point away from the image centre fits better.
     """
-    from scipy.optimize import least_squares
 
     p0 = np.concatenate([wcs.wcs.crpix, wcs.wcs.crval, wcs.wcs.cd.ravel()])
     trial = wcs.deepcopy()

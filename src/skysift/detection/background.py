@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 import sep
 
 from skysift._validation import check_image
 from skysift.errors import InputError, SkysiftError
 
-__all__ = ["BackgroundMap", "estimate_background", "opening_background"]
+__all__ = ["BackgroundMap", "estimate_background", "opening_background", "opening_background_rms"]
 
 
 @dataclass
@@ -101,8 +102,7 @@ def opening_background(
     smooth_sigma: float = 0.0,
     level_correction: bool = True,
     box_size: int = 64,
-    return_rms: bool = False,
-) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+) -> np.ndarray:
     """Background by grey-scale morphological opening (a "rolling ball" background).
 
     The opening (erosion then dilation with a flat disk of ``radius`` pixels,
@@ -133,18 +133,11 @@ def opening_background(
         Add back the local median of ``image - opening``. Default True.
     box_size : int, optional
         Mesh size (pixels) of the level correction. Default 64.
-    return_rms : bool, optional
-        Also return the noise: the sigma-clipped rms of ``image - opening``
-        on the same mesh. Sky structure wider than the disk does not inflate
-        it, as it inflates the rms of a mesh on the image itself. Default False.
 
     Returns
     -------
     background : ndarray, shape (H, W), float32
         The background, in the units of ``image``.
-    rms : ndarray, shape (H, W), float32
-        Only with ``return_rms``: the noise (1-sigma) per pixel, in the units
-        of ``image`` (the image's global rms where no mesh could be measured).
 
     Raises
     ------
@@ -158,8 +151,55 @@ def opening_background(
     (top-hat); Sternberg 1983, *Computer* 16(1), 22 (rolling ball); bolide
     report §4.1 (star-free backgrounds by opening).
     """
-    import cv2
+    return _opening(image, mask, radius, smooth_sigma, level_correction, box_size, False)[0]
 
+
+def opening_background_rms(
+    image: np.ndarray,
+    mask: np.ndarray | None = None,
+    *,
+    radius: float = 6.0,
+    smooth_sigma: float = 0.0,
+    level_correction: bool = True,
+    box_size: int = 64,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The opening background of :func:`opening_background` and the noise beside it.
+
+    The noise is the sigma-clipped rms of ``image - opening`` on a mesh of
+    ``box_size`` pixels: sky structure wider than the disk does not inflate
+    it, as it inflates the rms of a mesh on the image itself.
+
+    Parameters
+    ----------
+    image, mask, radius, smooth_sigma, level_correction, box_size
+        As for :func:`opening_background`.
+
+    Returns
+    -------
+    background : ndarray, shape (H, W), float32
+        The background, in the units of ``image``.
+    rms : ndarray, shape (H, W), float32
+        The noise (1-sigma) per pixel, in the units of ``image`` (the image's
+        global rms where no mesh could be measured).
+
+    Raises
+    ------
+    InputError
+        As for :func:`opening_background`.
+    """
+    bkg, rms = _opening(image, mask, radius, smooth_sigma, level_correction, box_size, True)
+    return bkg, rms
+
+
+def _opening(
+    image: np.ndarray,
+    mask: np.ndarray | None,
+    radius: float,
+    smooth_sigma: float,
+    level_correction: bool,
+    box_size: int,
+    return_rms: bool,
+) -> tuple[np.ndarray, np.ndarray]:
     data = np.asarray(image, dtype=np.float32)
     if data.ndim != 2:
         msg = f"opening_background: image must be 2-D, got shape {data.shape}"
@@ -201,6 +241,4 @@ def opening_background(
         if level_correction:
             opened = opened + offset.astype(np.float32)
     out = np.ascontiguousarray(np.where(bad | unreached, data, opened), dtype=np.float32)
-    if return_rms:
-        return out, np.asarray(rms, dtype=np.float32)
-    return out
+    return out, np.asarray(rms if return_rms else out, dtype=np.float32)

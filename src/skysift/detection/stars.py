@@ -6,7 +6,9 @@ The learned detector (a later issue) plugs into the same interface: a callable
 
 from __future__ import annotations
 
+import abc
 import enum
+import importlib
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,9 +23,12 @@ from skysift.errors import InputError, NoDetectionsWarning
 
 __all__ = [
     "StarFlag",
+    "StarFinder",
     "ClassicalStarFinder",
     "STAR_FINDERS",
+    "star_finder",
     "detect_stars",
+    "median_fwhm",
     "empty_star_table",
     "estimate_saturation",
 ]
@@ -93,8 +98,37 @@ def estimate_saturation(image: np.ndarray) -> float | None:
     return None
 
 
+class StarFinder(abc.ABC):
+    """Base class of every star finder: configure, then call.
+
+    ``finder.find_stars(image, mask=None, background=None)`` (also ``finder(image, mask)``)
+    returns the star table of :data:`STAR_COLUMNS`: ``x``, ``y`` (0-based
+    pixels), ``flux``, ``flux_err`` (counts), ``snr``, ``fwhm`` (pixels),
+    ``peak`` and ``flags`` (:class:`StarFlag`). Subclasses: the classical finder
+    here, the U-Net and hybrid finders in :mod:`skysift.stars`.
+    """
+
+    @abc.abstractmethod
+    def find_stars(
+        self,
+        image: np.ndarray,
+        mask: np.ndarray | None = None,
+        background: BackgroundMap | None = None,
+    ) -> Table:
+        """Detect stars in ``image`` (shape (H, W)); ``mask`` True = not sky."""
+
+    def __call__(
+        self,
+        image: np.ndarray,
+        mask: np.ndarray | None = None,
+        background: BackgroundMap | None = None,
+    ) -> Table:
+        """The same as :meth:`find_stars`."""
+        return self.find_stars(image, mask, background)
+
+
 @dataclass
-class ClassicalStarFinder:
+class ClassicalStarFinder(StarFinder):
     """Find stars with a mesh background, a matched filter and multi-threshold deblending.
 
     The method is SExtractor's (Bertin & Arnouts 1996, A&AS 117, 393,
@@ -104,7 +138,7 @@ class ClassicalStarFinder:
 
     Parameters
     ----------
-    threshold : float, optional
+    threshold_sigma : float, optional
         Detection threshold in units of the local background noise. Default 3.
     min_area : int, optional
         Minimum number of connected pixels above threshold. Default 5.
@@ -124,11 +158,11 @@ class ClassicalStarFinder:
 
     Examples
     --------
-    >>> finder = ClassicalStarFinder(threshold=5)
+    >>> finder = ClassicalStarFinder(threshold_sigma=5)
     >>> stars = finder(image, mask=mask)  # doctest: +SKIP
     """
 
-    threshold: float = 3.0
+    threshold_sigma: float = 3.0
     min_area: int = 5
     deblend_nthresh: int = 32
     deblend_cont: float = 0.005
@@ -138,14 +172,14 @@ class ClassicalStarFinder:
     max_objects: int = 20000
 
     def __post_init__(self) -> None:
-        if not self.threshold > 0:
-            msg = f"threshold must be > 0 (in sigma), got {self.threshold}"
+        if not self.threshold_sigma > 0:
+            msg = f"threshold_sigma must be > 0, got {self.threshold_sigma}"
             raise InputError(msg)
         if self.min_area < 1:
             msg = f"min_area must be >= 1 pixel, got {self.min_area}"
             raise InputError(msg)
 
-    def __call__(
+    def find_stars(
         self,
         image: np.ndarray,
         mask: np.ndarray | None = None,
@@ -195,7 +229,7 @@ class ClassicalStarFinder:
         try:
             objs, segmap = sep.extract(
                 sub,
-                self.threshold,
+                self.threshold_sigma,
                 err=bkg.rms,
                 mask=bad,
                 minarea=self.min_area,
@@ -204,7 +238,7 @@ class ClassicalStarFinder:
                 segmentation_map=True,
             )
         except Exception as err:  # sep raises plain Exception on buffer overflow
-            msg = f"star detection failed: {err} (too many sources; raise threshold)"
+            msg = f"star detection failed: {err} (too many sources; raise threshold_sigma)"
             raise InputError(msg) from err
         if len(objs) == 0:
             warnings.warn("no star detected above threshold", NoDetectionsWarning, stacklevel=2)
@@ -276,12 +310,77 @@ class ClassicalStarFinder:
         t.meta["background_level"] = bkg.global_level
         t.meta["background_rms"] = bkg.global_rms
         t.meta["saturation"] = saturation
-        t.meta["threshold_sigma"] = self.threshold
+        t.meta["threshold_sigma"] = self.threshold_sigma
         return t
 
 
-#: Registry of star finders by name; a learned detector registers itself here.
-STAR_FINDERS: dict[str, Callable[..., Callable[..., Table]]] = {"classical": ClassicalStarFinder}
+def median_fwhm(stars: Table, *, default: float = 3.0) -> float:
+    """The PSF FWHM of a frame from its star table: the median ``fwhm`` of unflagged stars.
+
+    The one rule skysift uses for a frame's PSF FWHM where no Gaussian fit is made
+    (aperture radii, the bolide's PSF, evaluation).
+
+    Parameters
+    ----------
+    stars : astropy.table.Table
+        A star finder's table (``fwhm`` in pixels, ``flags``).
+    default : float, optional
+        Returned when no star qualifies. Default 3 px.
+
+    Returns
+    -------
+    float
+        FWHM in pixels, clipped to [1.5, 10].
+    """
+    if stars is None or len(stars) == 0 or "fwhm" not in stars.colnames:
+        return float(default)
+    f = np.asarray(stars["fwhm"], float)
+    if "flags" in stars.colnames:
+        f = f[np.asarray(stars["flags"]) == 0]
+    f = f[np.isfinite(f)]
+    return float(np.clip(np.median(f), 1.5, 10.0)) if f.size else float(default)
+
+
+#: Registry of star finders by name: a factory, or ``"module:attribute"`` naming one in a
+#: package above :mod:`skysift.detection` (the learned finders of :mod:`skysift.stars`, which
+#: need torch), imported when the finder is first built (like an entry point).
+STAR_FINDERS: dict[str, Callable[..., Callable[..., Table]] | str] = {
+    "classical": ClassicalStarFinder,
+    "unet": "skysift.stars.learned:make_unet_finder",
+    "hybrid": "skysift.stars.hybrid:make_hybrid_finder",
+}
+
+
+def star_finder(method: str = "classical", **kwargs: object) -> Callable[..., Table]:
+    """Build the star finder registered under ``method``.
+
+    Parameters
+    ----------
+    method : str, optional
+        A key of :data:`STAR_FINDERS`. Default ``"classical"``.
+    **kwargs
+        Passed to the finder's factory (``threshold_sigma`` is in background sigma for
+        every finder).
+
+    Returns
+    -------
+    callable
+        ``finder(image, mask=None) -> Table``.
+
+    Raises
+    ------
+    InputError
+        If ``method`` is unknown (the message lists the valid names).
+    """
+    try:
+        factory = STAR_FINDERS[method]
+    except KeyError:
+        msg = f"unknown star detection method {method!r}; valid: {', '.join(sorted(STAR_FINDERS))}"
+        raise InputError(msg) from None
+    if isinstance(factory, str):
+        module, _, attr = factory.partition(":")
+        factory = getattr(importlib.import_module(module), attr)
+    return factory(**kwargs)
 
 
 def detect_stars(
@@ -306,16 +405,11 @@ def detect_stars(
     Returns
     -------
     astropy.table.Table
-        See :meth:`ClassicalStarFinder.__call__`.
+        See :meth:`ClassicalStarFinder.find_stars`.
 
     Raises
     ------
     InputError
         If ``method`` is unknown (the message lists the valid names).
     """
-    try:
-        factory = STAR_FINDERS[method]
-    except KeyError:
-        msg = f"unknown star detection method {method!r}; valid: {', '.join(sorted(STAR_FINDERS))}"
-        raise InputError(msg) from None
-    return factory(**kwargs)(image, mask)
+    return star_finder(method, **kwargs)(image, mask)

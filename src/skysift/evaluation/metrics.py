@@ -54,6 +54,7 @@ import numpy as np
 from astropy.table import Table
 
 from skysift.errors import InputError
+from skysift.evaluation import matching
 
 __all__ = [
     "PIXEL_METRICS",
@@ -704,8 +705,6 @@ def __getattr__(name: str):  # object-level metrics live in skysift.evaluation.m
         "detection_scores_sweep",
         "recall_at_precision",
     ):
-        from skysift.evaluation import matching
-
         return getattr(matching, name)
     msg = f"module {__name__!r} has no attribute {name!r}"
     raise AttributeError(msg)

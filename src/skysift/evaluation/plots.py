@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+from matplotlib.figure import Figure
 
 from skysift.errors import InputError
 from skysift.outputs.files import atomic_path
@@ -29,7 +30,6 @@ __all__ = ["plot_binned", "plot_matches", "plot_pr", "plot_roc", "save_figure"]
 
 
 def _figure(**kwargs) -> Figure:
-    from matplotlib.figure import Figure
 
     return Figure(**kwargs)
 

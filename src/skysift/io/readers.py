@@ -24,10 +24,13 @@ from pathlib import Path
 from typing import Any
 
 import cv2
+import exifread
 import numpy as np
+import tifffile
 from astropy.io import fits
 from astropy.time import Time, TimeDelta
 from astropy.wcs import WCS
+from PIL import Image, UnidentifiedImageError
 
 from skysift.errors import InputError
 from skysift.io.frame import Frame, FrameSequence, Site
@@ -59,6 +62,63 @@ FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fz")
 _COMPRESSION_SUFFIXES = (".gz", ".bz2")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
+#: Default largest image (pixels per frame x frames) read before decoding: 250 megapixels
+#: (a 7380x4928 DSLR frame is 36). ``SKYSIFT_MAX_PIXELS`` overrides it.
+DEFAULT_MAX_PIXELS = 250_000_000
+
+
+def max_pixels() -> int:
+    """The largest pixel count (all frames together) a file may declare, checked before decoding.
+
+    ``SKYSIFT_MAX_PIXELS`` (an integer) overrides :data:`DEFAULT_MAX_PIXELS`.
+
+    Raises
+    ------
+    InputError
+        If ``SKYSIFT_MAX_PIXELS`` is not a positive integer.
+    """
+    raw = os.environ.get("SKYSIFT_MAX_PIXELS", "").strip()
+    if not raw:
+        return DEFAULT_MAX_PIXELS
+    try:
+        value = int(float(raw))
+    except ValueError:
+        value = 0
+    if value <= 0:
+        msg = f"SKYSIFT_MAX_PIXELS must be a positive integer, got {raw!r}"
+        raise InputError(msg)
+    return value
+
+
+def check_pixel_count(path: Path, shape: tuple[int, ...]) -> None:
+    """Refuse a file whose declared ``shape`` holds more pixels than :func:`max_pixels`.
+
+    Raises
+    ------
+    InputError
+        Naming the file, its declared size and the limit (and how to raise it).
+    """
+    n = int(np.prod([int(v) for v in shape], dtype=np.float64))
+    limit = max_pixels()
+    if n > limit:
+        dims = "x".join(str(int(v)) for v in shape)
+        msg = (
+            f"{path}: declares {dims} = {n / 1e6:.0f} megapixels, over the limit of "
+            f"{limit / 1e6:.0f} (set SKYSIFT_MAX_PIXELS to read larger images)"
+        )
+        raise InputError(msg)
+
+
+def _png_shape(path: Path) -> tuple[int, int] | None:
+    """(height, width) from a PNG's IHDR chunk, without decoding (None if not a PNG)."""
+    with open(path, "rb") as fh:
+        head = fh.read(24)
+    if len(head) < 24 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+        return None
+    width, height = struct.unpack(">II", head[16:24])
+    return height, width
+
+
 # What the libraries raise on bad files (their own error classes derive from these).
 _FITS_ERRORS = (
     OSError,
@@ -67,6 +127,7 @@ _FITS_ERRORS = (
     KeyError,
     IndexError,
     EOFError,
+    MemoryError,
     zlib.error,
     fits.VerifyError,
 )
@@ -125,7 +186,6 @@ def _quiet_exifread() -> Iterator[None]:
 
 def _read_exif(path: Path) -> dict[str, Any]:
     """EXIF tags of an image (exifread, no maker notes), ``{}`` when there are none."""
-    import exifread
 
     try:
         with _quiet_exifread(), open(path, "rb") as fh:
@@ -211,6 +271,8 @@ def _read_fits(
             with fits.open(path, memmap=False, lazy_load_hdus=False) as hdul:
                 index = _pick_hdu(hdul, hdu, path)
                 h = hdul[index]
+                naxis = int(h.header.get("NAXIS", 0))
+                check_pixel_count(path, [h.header.get(f"NAXIS{k}", 1) for k in range(1, naxis + 1)])
                 data = np.asarray(h.data)  # BZERO/BSCALE applied (uint16 stays uint16)
                 header = h.header.copy()
     except InputError:
@@ -296,6 +358,9 @@ def _split_color(pixels: np.ndarray, path: Path) -> tuple[np.ndarray, np.ndarray
 
 def _decode_png(path: Path) -> np.ndarray:
     """PNG pixels in RGB(A) order, 8 or 16 bit (OpenCV keeps 16-bit colour, Pillow does not)."""
+    shape = _png_shape(path)
+    if shape is not None:
+        check_pixel_count(path, shape)
     try:
         buf = np.fromfile(path, dtype=np.uint8)
         pixels = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
@@ -313,16 +378,18 @@ def _decode_png(path: Path) -> np.ndarray:
 
 def _decode_pillow(path: Path) -> np.ndarray:
     """JPEG/BMP pixels with Pillow (strict about truncated files)."""
-    from PIL import Image, UnidentifiedImageError
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as im:
+                check_pixel_count(path, (im.height, im.width))
                 im.load()
                 if im.mode in ("P", "PA", "CMYK", "YCbCr", "LAB", "HSV", "1"):
                     im = im.convert("RGBA" if "transparency" in im.info else "RGB")
                 return np.asarray(im)
+    except InputError:
+        raise
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
         msg = f"{path}: corrupt or unreadable image ({err})"
         raise InputError(msg) from err
@@ -333,14 +400,18 @@ def _decode_pillow(path: Path) -> np.ndarray:
 
 def _decode_tiff(path: Path) -> tuple[list[np.ndarray], dict[str, Any]]:
     """TIFF pages as (H, W[, S]) arrays in RGB order, and a little TIFF metadata."""
-    import tifffile
 
     try:
         with tifffile.TiffFile(path) as tif:
             series = tif.series[0]
+            check_pixel_count(
+                path, [s for s, a in zip(series.shape, series.axes, strict=True) if a != "S"]
+            )
             pixels = series.asarray()
             axes = series.axes
             info = {"tiff_axes": axes}
+    except InputError:
+        raise
     except _TIFF_ERRORS as err:
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
         msg = f"{path}: corrupt or unreadable TIFF ({first})"
@@ -548,6 +619,9 @@ def _read(
     if not isinstance(path, (str, os.PathLike)):
         msg = f"path must be a file or folder name (str or Path), got {type(path).__name__}"
         raise InputError(msg)
+    if not str(path).strip():
+        msg = "path is empty: give a file or folder name"
+        raise InputError(msg)
     path = Path(path).expanduser()
     _check_file(path)
     t, s, e, f = _validate_options(path, time, site, exposure, fps, max_frames, stride)
@@ -702,6 +776,42 @@ def read(
         stride=stride,
         keep_color=keep_color,
     )
+
+
+def as_frame(image: Any, *, site: Any = None, time: Any = None) -> Frame:
+    """A :class:`Frame` from what a user passes as an image: a Frame, a path or a 2-D array.
+
+    Parameters
+    ----------
+    image : Frame, str, os.PathLike or ndarray of shape (H, W)
+        A frame is returned as it is; a path is read with :func:`read_frame`;
+        an array becomes a frame without metadata.
+    site, time : optional
+        Passed to :func:`read_frame` for a path, or set on an array's frame.
+
+    Returns
+    -------
+    Frame
+
+    Raises
+    ------
+    InputError
+        If ``image`` is none of these, or an array is not 2-D and numeric.
+    """
+    if isinstance(image, Frame):
+        return image
+    if isinstance(image, (str, os.PathLike)):
+        return read_frame(image, site=site, time=time)
+    if isinstance(image, np.ndarray):
+        if image.ndim != 2 or not np.issubdtype(image.dtype, np.number):
+            msg = (
+                f"an image array must be 2-D and numeric, got shape {image.shape} of {image.dtype}"
+            )
+            raise InputError(msg)
+        t, s = _validate_options(Path("array"), time, site, None, None, None, 1)[:2]
+        return Frame(data=np.asarray(image, dtype=np.float64), site=s, time=t)
+    msg = f"image must be a Frame, a file name or a 2-D array, got {type(image).__name__}"
+    raise InputError(msg)
 
 
 def read_frame(

@@ -15,6 +15,8 @@ References
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -80,8 +82,6 @@ def make_norm(name: str, channels: int, *, num_groups: int = 8) -> nn.Module:
     if name == "batch":
         return nn.BatchNorm2d(channels)
     if name == "group":
-        import math
-
         return nn.GroupNorm(math.gcd(num_groups, channels), channels)
     if name == "none":
         return nn.Identity()

@@ -133,6 +133,7 @@ def global_prune(
     prune.global_unstructured(targets, pruning_method=prune.L1Unstructured, amount=float(amount))
     try:
         if train_batches is not None:
+            # needs torch (the learn extra): imported on use
             from skysift.learning.trainer import TrainConfig, Trainer
 
             cfg = (
@@ -251,6 +252,7 @@ def export_onnx(model: nn.Module, path: str | Path | None = None, *, opset: int 
         )
     data = buf.getvalue()
     try:
+        # torch is the optional learn extra: imported on use
         import onnx
     except ImportError:  # pragma: no cover - onnx comes with torch's exporter
         pass
@@ -288,6 +290,7 @@ def onnx_session(source: str | Path | bytes, *, num_threads: int | None = None) 
         If onnxruntime is not installed or the file is missing.
     """
     try:
+        # onnxruntime is the optional learn extra: imported on use
         import onnxruntime as ort
     except ImportError as exc:
         msg = "onnxruntime is not installed; `pip install onnxruntime` or use backend='torch'"

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 from torch import nn
@@ -47,6 +48,7 @@ __all__ = [
     "NORMALISATIONS",
     "Normalisation",
     "Predictor",
+    "make_runner",
     "predict_image",
     "taper_window",
 ]
@@ -157,7 +159,6 @@ def _fill_nans(data: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     if bad.all():
         msg = "the image has no finite pixel"
         raise InputError(msg)
-    import cv2
 
     out = data.copy()
     for c in range(out.shape[0]):
@@ -244,6 +245,7 @@ class _OrtRunner:
     backend = "onnxruntime"
 
     def __init__(self, session: Any, size_multiple: int | None = None) -> None:
+        # needs torch (the learn extra): imported on use
         from skysift.learning.compression import onnx_metadata
 
         meta = onnx_metadata(session)
@@ -258,7 +260,22 @@ class _OrtRunner:
         ]
 
 
-def _runner(model: Any, backend: str, num_threads: int | None) -> _TorchRunner | _OrtRunner:
+def make_runner(model: Any, backend: str, num_threads: int | None) -> _TorchRunner | _OrtRunner:
+    """A callable running ``model`` on a batch (``(B, C, H, W)`` float32 -> logits).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    backend : {"auto", "torch", "onnxruntime"}
+        ``"auto"`` takes onnxruntime when it is installed, else torch.
+    num_threads : int or None
+        Threads of the runner (None: the library's default).
+
+    Raises
+    ------
+    InputError
+        If the backend is unknown or not installed.
+    """
     if backend not in ("auto", "torch", "onnxruntime"):
         msg = f"unknown backend {backend!r}; valid: ['auto', 'onnxruntime', 'torch']"
         raise InputError(msg)
@@ -274,6 +291,7 @@ def _runner(model: Any, backend: str, num_threads: int | None) -> _TorchRunner |
         raise InputError(msg)
     if backend == "torch":
         return _TorchRunner(model, num_threads)
+    # needs torch (the learn extra): imported on use
     from skysift.learning.compression import onnx_session_for
 
     if backend == "onnxruntime":
@@ -455,7 +473,7 @@ def predict_image(
     if batch_size < 1:
         msg = f"batch_size must be >= 1, got {batch_size}"
         raise InputError(msg)
-    run = _runner(model, backend, num_threads)
+    run = make_runner(model, backend, num_threads)
     data, bad = _fill_nans(data)
     data = np.ascontiguousarray(_as_normaliser(normalise)(data), dtype=np.float32)
     if mode == "whole":
@@ -510,7 +528,7 @@ class Predictor:
         )
         self.tile, self.stride, self.margin = tile, stride, margin
         self.batch_size, self.mode, self.threshold = batch_size, mode, threshold
-        self._run = _runner(model, backend, num_threads)
+        self._run = make_runner(model, backend, num_threads)
 
     @property
     def backend(self) -> str:
@@ -526,6 +544,7 @@ class Predictor:
         InputError
             If the weights are unknown, missing or corrupted.
         """
+        # needs torch (the learn extra): imported on use
         from skysift.learning.weights import load_weights, weights_info
 
         model = load_weights(name_or_path)

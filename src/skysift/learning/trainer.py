@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from skysift.errors import InputError
 from skysift.learning.losses import make_loss
@@ -387,8 +388,6 @@ class Trainer:
         epochs: Iterable[int] = range(1, cfg.epochs + 1)
         bar = None
         if cfg.progress:
-            from tqdm.auto import tqdm
-
             bar = tqdm(epochs, desc=f"{cfg.name}:{phase}", unit="epoch")
             epochs = bar
         for epoch in epochs:
@@ -511,6 +510,7 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     InputError
         If the file is missing or not a skysift checkpoint.
     """
+    # needs torch (the learn extra): imported on use
     from skysift.learning.models import build_model
 
     path = Path(path)
@@ -566,6 +566,7 @@ def pseudo_label(
         Accepted frames as float32 ``(H, W)`` and boolean masks
         ``(H, W)`` (``True`` = object); NaN pixels are never labelled.
     """
+    # needs torch (the learn extra): imported on use
     from skysift.learning.inference import Predictor, predict_image
 
     out = []

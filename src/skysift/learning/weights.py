@@ -224,6 +224,7 @@ def save_weights(
     Weights
         The card written to ``<stem>.json``.
     """
+    # torch is the optional learn extra: imported on use
     from safetensors.torch import save_file
 
     path = Path(path)
@@ -281,6 +282,7 @@ def weights_info(name_or_path: str | Path) -> Weights:
         )
         raise InputError(msg)
     try:
+        # torch is the optional learn extra: imported on use
         from safetensors import safe_open
 
         with safe_open(str(st), framework="pt") as fh:
@@ -314,8 +316,10 @@ def load_weights(name_or_path: str | Path, *, verify: bool = True) -> nn.Module:
         If the weights are unknown, the file is missing, its SHA-256 differs
         from the card (corrupted or changed file), or it cannot be read.
     """
+    # torch is the optional learn extra: imported on use
     from safetensors.torch import load_file
 
+    # needs torch (the learn extra): imported on use
     from skysift.learning.models import build_model
 
     w = weights_info(name_or_path)

@@ -12,6 +12,8 @@ from typing import Any
 
 from astropy.table import Table
 
+from skysift.errors import InputError
+
 __all__ = ["atomic_path", "write_table", "write_json", "ensure_out_dir"]
 
 
@@ -68,7 +70,34 @@ def write_json(obj: Any, path: str | os.PathLike[str]) -> Path:
 
 
 def ensure_out_dir(out: str | os.PathLike[str] | None, stem: str) -> Path:
-    """Return the output folder: ``out`` if given, else ``./skysift-out/<stem>/``."""
+    """Return the output folder, created and checked writable before any computation.
+
+    Parameters
+    ----------
+    out : path, optional
+        The folder; default ``./skysift-out/<stem>/``.
+    stem : str
+        Name of the default folder.
+
+    Raises
+    ------
+    InputError
+        If the folder cannot be created (a file is in the way, a parent is a
+        file, no permission) or is not writable.
+    """
     path = Path(out) if out is not None else Path.cwd() / "skysift-out" / stem
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        msg = f"--out {path}: a file of that name is in the way (give a folder)"
+        raise InputError(msg) from None
+    except OSError as err:
+        msg = f"--out {path}: cannot create the output folder ({err.strerror or err})"
+        raise InputError(msg) from None
+    try:
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".skysift-write-test-"):
+            pass
+    except OSError as err:
+        msg = f"--out {path}: the output folder is not writable ({err.strerror or err})"
+        raise InputError(msg) from None
     return path

@@ -23,7 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
+from skysift.detection import sky_mask
+from skysift.detection.background import estimate_background, opening_background
 from skysift.errors import InputError, SkysiftError
+from skysift.io import read_frame
+from skysift.io.frame import Frame
 
 __all__ = [
     "SkyBackground",
@@ -107,7 +111,6 @@ def star_free_background(
     if not (np.isfinite(radius) and radius > 0):
         msg = f"radius must be a positive number of pixels, got {radius!r}"
         raise InputError(msg)
-    from skysift.detection.background import opening_background
 
     return opening_background(
         data,
@@ -148,7 +151,6 @@ def background_noise(
     InputError
         If the image is not 2-D or the mask has another shape.
     """
-    from skysift.detection.background import estimate_background
 
     data = _check_2d(image, "image")
     bad = _check_mask(mask, data.shape) | ~np.isfinite(data)
@@ -227,12 +229,10 @@ def load_background(
         If the file cannot be read (the message names it), the array is not
         2-D, or ``sky`` has another shape.
     """
-    from skysift.io.frame import Frame
 
     frame = None
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
-        from skysift.io import read_frame
 
         try:
             frame = read_frame(path)
@@ -251,8 +251,6 @@ def load_background(
     data = _check_2d(data, "background image")
     if sky is None:
         if use_sky_mask:
-            from skysift.detection import sky_mask
-
             not_sky = sky_mask(data).mask
         else:
             not_sky = ~np.isfinite(data)

@@ -25,11 +25,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 from astropy.io import fits
 from astropy.table import Table, vstack
+from PIL import Image
+from tqdm import tqdm
 
+from skysift.data import sample as bundled
 from skysift.errors import InputError
+from skysift.outputs.files import atomic_path, write_table
+from skysift.simulation.background import load_background
+from skysift.simulation.meteors import LightCurve, Meteor, MeteorVideo
+from skysift.simulation.movers import MODES, simulate_fast_mover
+from skysift.simulation.scenes import CompositeScene, SimulatedScene
+from skysift.simulation.stamps import STAMP_KINDS, make_stamp
+from skysift.simulation.streaks import render_streak
 
 __all__ = ["KINDS", "Sample", "iter_samples", "sample", "write_samples", "load_config"]
 
@@ -69,7 +80,6 @@ def _robust_sigma(image: np.ndarray) -> float:
 
 @functools.lru_cache(maxsize=8)
 def _background(path: str) -> Any:
-    from skysift.simulation.background import load_background
 
     return load_background(path)
 
@@ -110,11 +120,8 @@ def sample_stars(
     **kw: Any,
 ) -> Sample:
     """A star field: :class:`SimulatedScene`, or a :class:`CompositeScene` on a real background crop."""
-    from skysift.simulation.scenes import SimulatedScene
 
     if backgrounds:
-        from skysift.simulation.scenes import CompositeScene
-
         bkg = backgrounds[int(rng.integers(len(backgrounds)))]
         scene = CompositeScene(bkg, n_stars=n_stars, psf=fwhm, **kw)
         image, truth = scene.render(rng)
@@ -139,8 +146,6 @@ def sample_streaks(
     log-uniform in ``brightness_range`` (from invisible to bright), so its
     SNR_avg spans the satellite paper's bins. It may cross the border.
     """
-    from skysift.simulation.scenes import SimulatedScene
-    from skysift.simulation.streaks import render_streak
 
     fwhm = float(rng.uniform(*fwhm_range))
     if backgrounds:
@@ -165,7 +170,6 @@ def sample_streaks(
 
 def sample_moving(rng: np.random.Generator, *, mode: str | None = None, **kw: Any) -> Sample:
     """A fast mover in one observing mode (random if ``mode`` is None), with its motion prior."""
-    from skysift.simulation.movers import MODES, simulate_fast_mover
 
     mode = mode or MODES[int(rng.integers(len(MODES)))]
     res = simulate_fast_mover(mode, rng=rng, **kw)
@@ -181,7 +185,6 @@ def sample_stamps(
     rng: np.random.Generator, *, kind: str | None = None, n_dithers: int = 3, **kw: Any
 ) -> Sample:
     """A postage stamp (SSO, cosmic ray, galaxy or star), ``n_dithers`` dithers as channels."""
-    from skysift.simulation.stamps import STAMP_KINDS, make_stamp
 
     kind = kind or STAMP_KINDS[int(rng.integers(len(STAMP_KINDS)))]
     stamp, truth = make_stamp(kind, rng, n_dithers=n_dithers, **kw)
@@ -190,7 +193,6 @@ def sample_stamps(
 
 @functools.lru_cache(maxsize=1)
 def _default_bolide_background() -> Any:
-    from skysift.data import sample as bundled
 
     return _background(str(bundled("magic-allsky").path))
 
@@ -207,7 +209,6 @@ def sample_bolide(
     **kw: Any,
 ) -> Sample:
     """A meteor-camera clip: a bolide crossing a real all-sky background (bundled MAGIC frame by default)."""
-    from skysift.simulation.meteors import LightCurve, Meteor, MeteorVideo
 
     bkg = (
         backgrounds[int(rng.integers(len(backgrounds)))]
@@ -320,9 +321,6 @@ def _preview(image: np.ndarray) -> np.ndarray:
 
 
 def _write_sample(s: Sample, stem: Path) -> list[Path]:
-    from PIL import Image
-
-    from skysift.outputs.files import atomic_path, write_table
 
     paths = []
     hdus = [fits.PrimaryHDU(s.image)]
@@ -356,9 +354,6 @@ def _write_sample(s: Sample, stem: Path) -> list[Path]:
 
 
 def _write_mp4(frames: np.ndarray, path: Path, fps: float) -> Path:
-    import cv2
-
-    from skysift.outputs.files import atomic_path
 
     lo, hi = np.percentile(frames, [1, 99.9])
     with atomic_path(path) as tmp:
@@ -397,9 +392,6 @@ def write_samples(
     InputError
         If ``n`` < 1, the kind is unknown, or a parameter is invalid.
     """
-    from tqdm import tqdm
-
-    from skysift.outputs.files import write_table
 
     if int(n) < 1:
         msg = f"n must be at least 1, got {n}"

@@ -38,7 +38,7 @@ from typing import Any
 
 import cv2
 import numpy as np
-from astropy.table import Table
+from astropy.table import Table, vstack
 
 from skysift.errors import InputError
 from skysift.simulation.background import SkyBackground, load_background
@@ -663,7 +663,6 @@ class MeteorVideo:
         for i in range(self.n_frames):
             frames[i], t = self.render_frame(i, rng)
             tables.append(t)
-        from astropy.table import vstack
 
         truth = vstack(tables)
         truth.meta.update(

@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 from scipy import special
+from scipy.ndimage import gaussian_filter
+from scipy.optimize import brentq
 
 from skysift.errors import InputError
 
@@ -579,7 +581,6 @@ class AiryPSF(PSF):
         return super().encircled_energy(r)
 
     def _measure_fwhm(self) -> float:
-        from scipy.optimize import brentq
 
         half = 0.5 * self._amplitude(0.0) ** 2
         v_half = brentq(lambda v: self._amplitude(v) ** 2 - half, 1e-6, 3.8317)
@@ -655,7 +656,6 @@ class JitteredPSF(PSF):
         return centre
 
     def _fine_image(self, dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
-        from scipy.ndimage import gaussian_filter
 
         step_x = float(np.median(np.diff(dx))) if dx.size > 1 else 1.0
         step_y = float(np.median(np.diff(dy))) if dy.size > 1 else 1.0

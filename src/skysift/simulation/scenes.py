@@ -36,10 +36,19 @@ from typing import Any
 import numpy as np
 from astropy.table import Table, vstack
 from astropy.time import Time, TimeDelta
+from astropy.wcs import WCS
+from scipy import ndimage
 
 from skysift._validation import check_shape
+from skysift.calibration.camera import SkyCamera
+from skysift.calibration.catalog import load_hipparcos, star_altaz
+from skysift.calibration.fisheye import FisheyeModel
+from skysift.calibration.gaia import gaia_records
 from skysift.errors import InputError
 from skysift.simulation.background import SkyBackground, load_background
+from skysift.simulation.detector import Detector
+from skysift.simulation.optics import GaussianPSF, Telescope
+from skysift.simulation.render import render_points
 
 __all__ = [
     "StarCounts",
@@ -54,43 +63,6 @@ FULL_SKY_DEG2 = 4 * np.pi * (180 / np.pi) ** 2
 
 
 # -- PSF helpers ---------------------------------------------------------------
-class _GaussianPSF:
-    """Pixel-integrated circular Gaussian (used when ``optics`` is unavailable)."""
-
-    def __init__(self, fwhm: float) -> None:
-        self.fwhm = float(fwhm)
-        self.sigma = self.fwhm / (2 * np.sqrt(2 * np.log(2)))
-
-    def kernel(self, size: int | None = None, oversample: int = 1) -> np.ndarray:
-        from scipy.special import erf
-
-        half = int(np.ceil(4 * self.sigma)) + 1 if size is None else int(size) // 2
-        edges = np.arange(-half, half + 2) - 0.5
-        c = 0.5 * erf(edges / (np.sqrt(2) * self.sigma))
-        k1 = np.diff(c)
-        k = np.outer(k1, k1)
-        return k / k.sum()
-
-    def render(self, shape, x, y, flux, *, oversample: int = 5) -> np.ndarray:
-        from scipy.special import erf
-
-        h, w = shape
-        out = np.zeros(shape, dtype=np.float64)
-        half = int(np.ceil(5 * self.sigma)) + 1
-        s2 = np.sqrt(2) * self.sigma
-        for xi, yi, fi in zip(np.atleast_1d(x), np.atleast_1d(y), np.atleast_1d(flux), strict=True):
-            ix, iy = int(round(xi)), int(round(yi))
-            x0, x1 = max(0, ix - half), min(w, ix + half + 1)
-            y0, y1 = max(0, iy - half), min(h, iy + half + 1)
-            if x0 >= x1 or y0 >= y1:
-                continue
-            px, py = np.arange(x0, x1), np.arange(y0, y1)
-            fx = 0.5 * (erf((px + 0.5 - xi) / s2) - erf((px - 0.5 - xi) / s2))
-            fy = 0.5 * (erf((py + 0.5 - yi) / s2) - erf((py - 0.5 - yi) / s2))
-            out[y0:y1, x0:x1] += fi * np.outer(fy, fx)
-        return out
-
-
 def as_psf(psf: Any, name: str = "psf") -> Any:
     """A PSF object from a PSF or a FWHM in pixels (a Gaussian).
 
@@ -104,10 +76,6 @@ def as_psf(psf: Any, name: str = "psf") -> Any:
         if not (np.isfinite(psf) and psf > 0):
             msg = f"{name} FWHM must be a positive number of pixels, got {psf!r}"
             raise InputError(msg)
-        try:
-            from skysift.simulation.optics import GaussianPSF
-        except ImportError:  # pragma: no cover - optics lands separately
-            return _GaussianPSF(float(psf))
         return GaussianPSF(float(psf))
     if not (hasattr(psf, "fwhm") and hasattr(psf, "kernel")):
         msg = f"{name} must be a FWHM in pixels or a PSF object, got {type(psf).__name__}"
@@ -118,10 +86,6 @@ def as_psf(psf: Any, name: str = "psf") -> Any:
 def _render_stars(shape, x, y, flux, psf) -> np.ndarray:
     if len(np.atleast_1d(x)) == 0:
         return np.zeros(shape, dtype=np.float64)
-    try:
-        from skysift.simulation.render import render_points
-    except ImportError:  # pragma: no cover - render lands separately
-        return psf.render(shape, x, y, flux)
     return np.asarray(render_points(shape, x, y, flux, psf), dtype=np.float64)
 
 
@@ -157,7 +121,6 @@ def _add_noise(model: np.ndarray, gain: float | None, read_noise: float, rng) ->
 
 # -- Star counts ----------------------------------------------------------------
 def _gaia_array() -> np.ndarray:
-    from skysift.calibration.gaia import gaia_records
 
     return gaia_records()
 
@@ -401,8 +364,6 @@ class SimulatedScene:
     border: float = 0.0
 
     def __post_init__(self) -> None:
-        from skysift.simulation.detector import Detector
-        from skysift.simulation.optics import Telescope
 
         self.shape = _check_shape(self.shape)
         self.exposure_s = _positive(self.exposure_s, "exposure_s")
@@ -555,10 +516,6 @@ class CatalogScene:
     saturation: float | None = None
 
     def __post_init__(self) -> None:
-        from astropy.wcs import WCS
-
-        from skysift.calibration.camera import SkyCamera
-        from skysift.calibration.fisheye import FisheyeModel
 
         self.shape = _check_shape(self.shape)
         if isinstance(self.time, str):
@@ -598,7 +555,7 @@ class CatalogScene:
 
     @classmethod
     def from_calibration(cls, result: Any, **kwargs: Any) -> CatalogScene:
-        """The scene of a calibrated frame (:func:`skysift.pipeline.calibrate` result).
+        """The scene of a calibrated frame (:func:`skysift.calibration.pipeline` result).
 
         Uses its camera, shape, mid-exposure time, exposure, zero point and
         extinction (not the radial/vignetting term),
@@ -632,8 +589,6 @@ class CatalogScene:
                 raise InputError(msg)
             cat = cat[np.asarray(cat["mag"], float) <= self.max_mag]
         elif self.catalog == "hipparcos":
-            from skysift.calibration.catalog import load_hipparcos
-
             cat = load_hipparcos(self.max_mag, epoch=time)
             cat["mag"] = cat["v_mag"]
         elif self.catalog == "gaia":
@@ -656,7 +611,6 @@ class CatalogScene:
             ``flux`` (ADU in the exposure), brightest first; only stars whose
             centre is inside the image (and on the sky mask, when given).
         """
-        from skysift.calibration.catalog import star_altaz
 
         time = self.time if time is None else time
         cam = self.camera if time is self.time else dataclasses.replace(self.camera, time=time)
@@ -828,7 +782,6 @@ class CompositeScene:
 
     @functools.cached_property
     def _allowed(self) -> np.ndarray:
-        from scipy import ndimage
 
         sky = self.background.sky
         if self.border <= 0:

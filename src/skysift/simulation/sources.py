@@ -30,7 +30,7 @@ from scipy.special import gamma as gamma_fn
 
 from skysift.errors import InputError
 from skysift.simulation.streaks import as_psf, convolve_kernel, psf_fwhm, psf_kernel
-from skysift.simulation.truth import SimTruth, object_row, stack_records, truth_records
+from skysift.simulation.truth import SimTruth, object_row, stack_records, streak_mask, truth_records
 
 __all__ = [
     "sersic_bn",
@@ -132,7 +132,7 @@ def _sersic_galsim(
     oversample: int,
 ) -> np.ndarray:  # fmt: skip
     """Same contract as :func:`_sersic_numpy`, drawn by GalSim (flux per sub-pixel)."""
-    import galsim
+    import galsim  # GalSim is optional (backend="galsim"): imported on use
 
     # GalSim's half_light_radius is circular; a shear keeps the area, so the
     # circularised radius sqrt(q) r_e gives the major-axis radius r_e.
@@ -335,7 +335,6 @@ def render_stars(
     InputError
         If ``psf`` is None or a flux is negative.
     """
-    from skysift.simulation.truth import streak_mask
 
     p = as_psf(psf)
     if p is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from astropy.table import Table
+from scipy.special import erf
 
 from skysift.errors import InputError
 
@@ -67,7 +68,6 @@ def make_star_field(
     InputError
         If the shape is too small for the border or parameters are not positive.
     """
-    from scipy.special import erf
 
     rng = np.random.default_rng(rng)
     h, w = shape

@@ -31,6 +31,8 @@ from typing import Any
 
 import cv2
 import numpy as np
+from scipy.interpolate import CubicSpline
+from scipy.signal import fftconvolve
 
 from skysift.errors import InputError
 from skysift.simulation.optics import PSF, GaussianPSF
@@ -160,7 +162,6 @@ def convolve_kernel(image: np.ndarray, kernel: np.ndarray | None) -> np.ndarray:
         return cv2.sepFilter2D(
             img, cv2.CV_64F, kx[::-1].copy(), ky[::-1].copy(), borderType=cv2.BORDER_CONSTANT
         )
-    from scipy.signal import fftconvolve
 
     return fftconvolve(img, kernel, mode="same")
 
@@ -289,7 +290,6 @@ def _smooth_noise(n_knots: int, rng: np.random.Generator) -> Profile:
     grid = np.linspace(0.0, 1.0, n_knots)
 
     def f(s: np.ndarray) -> np.ndarray:
-        from scipy.interpolate import CubicSpline
 
         return CubicSpline(grid, knots, bc_type="natural")(np.clip(s, 0.0, 1.0))
 

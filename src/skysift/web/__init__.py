@@ -17,6 +17,7 @@ __all__ = ["create_app", "serve"]
 def __getattr__(name: str) -> Any:
     # Lazy: importing skysift.web must not need fastapi (the web extra is optional).
     if name in __all__:
+        # the web extra (fastapi): imported on use
         from skysift.web import app
 
         return getattr(app, name)

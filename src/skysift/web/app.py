@@ -43,7 +43,11 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from skysift import __version__
 from skysift.errors import CalibrationError, InputError, SkysiftError
+from skysift.io.frame import Site
+from skysift.io.metadata import parse_time
+from skysift.streaks import pipeline as streaks
 from skysift.web.jobs import JobStore, Worker, user_message
 from skysift.web.storage import ACCEPTED, NotFoundError, UploadError, UploadStore, safe_child
 
@@ -59,8 +63,7 @@ _LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 
 def _streak_methods() -> tuple[tuple[str, ...], str]:
-    """The streak finders of :mod:`skysift.pipeline.streaks` and its default."""
-    from skysift.pipeline import streaks
+    """The streak finders of :mod:`skysift.streaks.pipeline` and its default."""
 
     methods = tuple(streaks.STREAK_METHODS)
     return methods, getattr(streaks, "DEFAULT_METHOD", methods[0])
@@ -112,11 +115,18 @@ def create_app(
         If the web extra is not installed or ``max_upload_mb`` is not positive.
     """
     try:
+        # the optional web extra: imported on use
         from fastapi import FastAPI, Query, Request
+
+        # the optional web extra: imported on use
         from fastapi.exceptions import RequestValidationError
+
+        # the optional web extra: imported on use
         from fastapi.responses import FileResponse, JSONResponse
+
+        # the optional web extra: imported on use
         from fastapi.staticfiles import StaticFiles
-        from pydantic import BaseModel, Field
+        from pydantic import BaseModel, Field  # comes with fastapi (the web extra)
     except ImportError as err:
         msg = f"the web app needs the web extra: pip install 'skysift[web]' ({err})"
         raise InputError(msg) from err
@@ -124,8 +134,10 @@ def create_app(
         msg = f"max_upload_mb must be positive, got {max_upload_mb!r}"
         raise InputError(msg)
 
-    from skysift import __version__
+    # the web extra (fastapi): imported on use
     from skysift.web import views
+
+    # the web extra (fastapi): imported on use
     from skysift.web.runners import RUNNERS, SAMPLES, _bundled_frame, sample_status
 
     root = Path(data_dir).expanduser().resolve()
@@ -184,7 +196,8 @@ def create_app(
             return _error(400, f"unknown host {host!r}: this server answers to {sorted(hosts)}")
         if request.method in ("POST", "PUT", "DELETE", "PATCH"):
             origin = request.headers.get("origin")
-            if origin and origin != "null" and urlsplit(origin).netloc.lower() != host:
+            # "null" is what sandboxed frames and file:// pages send: another origin too
+            if origin and (origin == "null" or urlsplit(origin).netloc.lower() != host):
                 return _error(403, "cross-origin request refused")
             size = request.headers.get("content-length")
             if (
@@ -280,8 +293,6 @@ def create_app(
 
     @app.post("/api/jobs", status_code=201)
     def create_job(req: JobIn) -> dict[str, Any]:
-        from skysift.io.frame import Site
-        from skysift.io.metadata import parse_time
 
         params: dict[str, Any] = {
             "site": Site(req.site.lat, req.site.lon, req.site.height).to_dict()
@@ -446,6 +457,7 @@ def serve(
         If the web extra (uvicorn) is missing.
     """
     try:
+        # the optional web extra: imported on use
         import uvicorn
     except ImportError as err:
         msg = f"the web app needs the web extra: pip install 'skysift[web]' ({err})"

@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import shutil
 import threading
 import time
 import traceback
@@ -128,7 +129,6 @@ class JobStore:
 
     def delete(self, job_id: str) -> None:
         """Remove a finished job and its folder."""
-        import shutil
 
         job = self.get(job_id)
         if job["state"] in ACTIVE_STATES:

@@ -9,11 +9,11 @@ Folder layouts:
 
 * ``calibrate``: ``frame.png`` (display stretch of the frame), ``frame.json``
   (shape, site, times), ``calibration/`` (the files of
-  :func:`skysift.outputs.calibration.write_calibration`; ``pairs.csv`` after
+  :func:`skysift.calibration.report.write_calibration`; ``pairs.csv`` after
   a manual calibration).
-* ``bolide``: ``out/`` (the files of :func:`skysift.pipeline.bolide.run_bolide`).
+* ``bolide``: ``out/`` (the files of :func:`skysift.bolide.pipeline.run_bolide`).
 * ``streaks``: ``streaks/`` (the files of
-  :func:`skysift.pipeline.streaks.run_streaks`) and ``streaks/display/STEM.png``.
+  :func:`skysift.streaks.pipeline.run_streaks`) and ``streaks/display/STEM.png``.
 """
 
 from __future__ import annotations
@@ -24,10 +24,22 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
+from skysift.bolide.demo import demo_inputs
+from skysift.bolide.pipeline import run_bolide
+from skysift.bolide.report import peak_magnitude
+from skysift.calibration.pipeline import calibrate, find_stars
+from skysift.calibration.report import write_calibration, write_stars
+from skysift.data import sample
 from skysift.errors import InputError, SkysiftError
+from skysift.io import read_frame
 from skysift.io.frame import Frame, Site
+from skysift.io.metadata import as_site
 from skysift.outputs.files import atomic_path, write_json
+from skysift.outputs.plots import display_stretch
+from skysift.simulation.generate import write_samples
+from skysift.streaks.pipeline import output_stem, run_streaks
 
 __all__ = [
     "RUNNERS",
@@ -43,7 +55,6 @@ Progress = Callable[[str, float], None]
 
 
 def _bundled_frame() -> dict[str, Any]:
-    from skysift.data import sample
 
     s = sample("magic-allsky")
     return {"image": str(s.path), "site": s.site.to_dict() if s.site else None}
@@ -51,20 +62,9 @@ def _bundled_frame() -> dict[str, Any]:
 
 def _streaks_demo(folder: Path) -> list[str]:
     """Three simulated 256x256 frames, each crossed by one streak (seed 0)."""
-    from skysift.simulation.generate import write_samples
 
     manifest = write_samples("streaks", 3, folder, seed=0, progress=False)
     return [str(folder / f) for f in manifest["fits"]]
-
-
-def _bolide_available() -> str | None:
-    """None if the bolide pipeline can be imported, else why not."""
-    try:
-        import skysift.pipeline.bolide  # noqa: F401
-        import skysift.pipeline.demo  # noqa: F401
-    except ImportError as err:
-        return f"the bolide pipeline is not available in this installation ({err})"
-    return None
 
 
 #: Bundled samples offered by the start page: name -> (kind, description).
@@ -77,7 +77,7 @@ SAMPLES: dict[str, dict[str, str]] = {
     "bolide-demo": {
         "kind": "bolide",
         "title": "Bolide sample clip (the bundled demo)",
-        "description": "A short clip with a bolide, built by skysift.pipeline.demo, with its truth.",
+        "description": "A short clip with a bolide, built by skysift.bolide.demo, with its truth.",
     },
     "streaks-demo": {
         "kind": "streaks",
@@ -91,20 +91,16 @@ def sample_status() -> list[dict[str, Any]]:
     """The samples with ``available`` and, when not, ``reason``."""
     out = []
     for name, s in SAMPLES.items():
-        reason = _bolide_available() if s["kind"] == "bolide" else None
-        out.append({"name": name, **s, "available": reason is None, "reason": reason})
+        out.append({"name": name, **s, "available": True, "reason": None})
     return out
 
 
 def write_display(data: np.ndarray, path: Path) -> Path:
     """Write an 8-bit PNG of an image with the display stretch of skysift's figures."""
-    from PIL import Image
-
-    from skysift.outputs.plots import _display  # the same stretch as calibration.png
 
     finite = np.isfinite(data)
     img = np.where(finite, data, np.nanmin(data) if finite.any() else 0.0)
-    u8 = (np.clip(_display(img), 0, 1) * 255).round().astype(np.uint8)
+    u8 = (np.clip(display_stretch(img), 0, 1) * 255).round().astype(np.uint8)
     with atomic_path(path) as tmp:
         Image.fromarray(u8).save(tmp, format="PNG")
     return path
@@ -113,14 +109,12 @@ def write_display(data: np.ndarray, path: Path) -> Path:
 def _site(value: Any) -> Site | None:
     if not value:
         return None
-    from skysift.io.metadata import as_site
 
     return as_site(value)
 
 
 def read_job_frame(job: dict[str, Any]) -> Frame:
     """Read a calibrate job's frame with the job's site and time overrides."""
-    from skysift.io import read_frame
 
     p = job["params"]
     with warnings.catch_warnings():
@@ -162,8 +156,6 @@ def run_calibrate(job: dict[str, Any], folder: Path, progress: Progress) -> dict
     first, so that a frame whose automatic calibration fails can still be
     calibrated by hand.
     """
-    from skysift.outputs.calibration import write_calibration, write_stars
-    from skysift.pipeline.calibrate import calibrate, find_stars
 
     p = job["params"]
     progress("reading the frame", 0.05)
@@ -194,7 +186,7 @@ def run_calibrate(job: dict[str, Any], folder: Path, progress: Progress) -> dict
     }
 
 
-#: Stages of :func:`skysift.pipeline.bolide.run_bolide`: label and share of the run time.
+#: Stages of :func:`skysift.bolide.pipeline.run_bolide`: label and share of the run time.
 _BOLIDE_STAGES = {
     "read": ("reading the video", 0.05),
     "calibrate": ("calibrating the camera", 0.25),
@@ -222,17 +214,10 @@ def _overall(progress: Progress, start: float) -> Progress:
 
 
 def run_bolide_job(job: dict[str, Any], folder: Path, progress: Progress) -> dict[str, Any]:
-    """Measure a bolide in a video (:func:`skysift.pipeline.bolide.run_bolide`)."""
-    reason = _bolide_available()
-    if reason is not None:
-        raise InputError(reason)
-    from skysift.pipeline.bolide import run_bolide
-
+    """Measure a bolide in a video (:func:`skysift.bolide.pipeline.run_bolide`)."""
     p = job["params"]
     site, time = _site(p.get("site")), p.get("time") or None
     if p.get("sample") == "bolide-demo":
-        from skysift.pipeline.demo import demo_inputs
-
         progress("building the sample clip", 0.02)
         inp = demo_inputs(folder / "inputs")
         video, calibration, fps = inp.video, inp.calibration, inp.fps
@@ -256,7 +241,6 @@ def run_bolide_job(job: dict[str, Any], folder: Path, progress: Progress) -> dic
         for k, v in result.files.items()
         if Path(v).resolve().is_relative_to(folder.resolve())
     }
-    from skysift.outputs.bolide import peak_magnitude
 
     peak, limit = peak_magnitude(lc)
     return {
@@ -269,7 +253,6 @@ def run_bolide_job(job: dict[str, Any], folder: Path, progress: Progress) -> dic
 
 def run_streaks_job(job: dict[str, Any], folder: Path, progress: Progress) -> dict[str, Any]:
     """Find streaks in a set of images (``skysift streaks``), one image at a time."""
-    from skysift.pipeline.streaks import _stem, run_streaks
 
     p = job["params"]
     out = folder / "streaks"
@@ -286,9 +269,7 @@ def run_streaks_job(job: dict[str, Any], folder: Path, progress: Progress) -> di
             warnings.simplefilter("ignore")
             run_streaks([f], out, progress=False, **kwargs)
             try:
-                from skysift.io import read_frame
-
-                write_display(read_frame(f).data, out / "display" / f"{_stem(Path(f))}.png")
+                write_display(read_frame(f).data, out / "display" / f"{output_stem(Path(f))}.png")
             except SkysiftError:
                 pass  # its error is in the summary
     progress("writing the summary", 0.97)

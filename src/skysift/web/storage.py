@@ -15,6 +15,7 @@ checked to lie inside its folder (:func:`safe_child`).
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 import time
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from skysift.errors import InputError, SkysiftError
+from skysift.io import read
 from skysift.outputs.files import write_json
 
 __all__ = [
@@ -178,7 +180,6 @@ def _describe(path: Path, kind: str) -> dict[str, Any]:
     UploadError
         If the file cannot be read (truncated, corrupt).
     """
-    from skysift.io import read
 
     try:
         with warnings.catch_warnings():
@@ -292,7 +293,6 @@ class UploadStore:
         NotFoundError
             If there is no such upload.
         """
-        import json
 
         check_id(uid, "upload")
         meta = self.root / uid / "upload.json"

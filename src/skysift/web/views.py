@@ -2,7 +2,7 @@
 
 Each function reads a job's folder (written by :mod:`skysift.web.runners`)
 and returns JSON-ready dictionaries; the manual calibration refits with
-:func:`skysift.pipeline.calibrate.calibrate` (``pairs=``), the same call as
+:func:`skysift.calibration.pipeline.calibrate` (``pairs=``), the same call as
 ``skysift calibrate --pairs``.
 """
 
@@ -16,9 +16,23 @@ from typing import Any
 
 import numpy as np
 from astropy.table import Table
+from astropy.time import Time
 
+from skysift.calibration.camera import SkyCamera
+from skysift.calibration.catalog import (
+    load_hipparcos,
+    lookup_hip,
+    resolve_star,
+    star_altaz,
+    star_name,
+)
+from skysift.calibration.pairs import MIN_PAIRS
+from skysift.calibration.pipeline import calibrate
+from skysift.calibration.report import write_calibration
 from skysift.errors import InputError
+from skysift.io.frame import Site
 from skysift.outputs.files import write_json, write_with
+from skysift.streaks.pipeline import output_stem
 
 __all__ = [
     "calibration_view",
@@ -70,7 +84,6 @@ def _require(path: Path, what: str) -> Path:
 
 def calibration_view(folder: Path) -> dict[str, Any]:
     """The frame, the fit's numbers and the identified stars of a calibrate job."""
-    from skysift.calibration.catalog import star_name
 
     frame = _read_json(_require(folder / "frame.json", "frame"))
     info = _read_json(folder / "calibration" / "calibration.json")
@@ -116,9 +129,6 @@ def catalog_view(folder: Path, max_mag: float = 3.5) -> dict[str, Any]:
     InputError
         If the frame's site or time is unknown (the message says which).
     """
-    from astropy.time import Time
-
-    from skysift.calibration.catalog import load_hipparcos, star_altaz, star_name
 
     frame = _read_json(_require(folder / "frame.json", "frame"))
     site_d, t_iso = frame.get("site"), frame.get("time_mid_exposure")
@@ -126,7 +136,6 @@ def catalog_view(folder: Path, max_mag: float = 3.5) -> dict[str, Any]:
         missing = " and ".join(n for n, v in (("site", site_d), ("time", t_iso)) if v is None)
         msg = f"the frame's {missing} is unknown: start the job again with them to see the sky"
         raise InputError(msg)
-    from skysift.io.frame import Site
 
     site, time = Site.from_dict(site_d), Time(t_iso, scale="utc")
     cat = star_altaz(load_hipparcos(max_mag, epoch=time), site, time)
@@ -136,8 +145,6 @@ def catalog_view(folder: Path, max_mag: float = 3.5) -> dict[str, Any]:
         row["name"] = star_name(row["hip"])
     cal = folder / "calibration" / "calibration.json"
     if cal.is_file() and len(cat):
-        from skysift.calibration.camera import SkyCamera
-
         cam = SkyCamera.load(cal)
         x, y = cam.radec_to_pixel(np.asarray(cat["ra"], float), np.asarray(cat["dec"], float))
         for row, xi, yi in zip(stars, np.atleast_1d(x), np.atleast_1d(y), strict=True):
@@ -166,8 +173,6 @@ def read_pairs_json(pairs: Any) -> Table:
         If the list is malformed, a star cannot be resolved or is given twice,
         or fewer than :data:`skysift.calibration.pairs.MIN_PAIRS` pairs are given.
     """
-    from skysift.calibration.catalog import resolve_star
-    from skysift.calibration.pairs import MIN_PAIRS
 
     if not isinstance(pairs, list):
         msg = "pairs must be a list of {x, y, star}"
@@ -198,7 +203,7 @@ def read_pairs_json(pairs: Any) -> Table:
 def fit_manual(job: dict[str, Any], folder: Path, pairs: Any) -> dict[str, Any]:
     """Refit a calibrate job's frame from clicked pairs and save it as its calibration.
 
-    Calls :func:`skysift.pipeline.calibrate.calibrate` with ``pairs=`` (the
+    Calls :func:`skysift.calibration.pipeline.calibrate` with ``pairs=`` (the
     bolide report's §5.3 fallback: a fisheye model fitted to the pairs, then
     extended to every detected star), writes the calibration files into the
     job's ``calibration/`` with ``pairs.csv`` (usable as ``skysift calibrate
@@ -209,9 +214,7 @@ def fit_manual(job: dict[str, Any], folder: Path, pairs: Any) -> dict[str, Any]:
     InputError, CalibrationError
         If the pairs are unusable or no model fits them (one-line messages).
     """
-    from skysift.calibration.catalog import lookup_hip, star_name
-    from skysift.outputs.calibration import write_calibration
-    from skysift.pipeline.calibrate import calibrate
+    # the web extra (fastapi): imported on use
     from skysift.web.runners import calibration_summary, read_job_frame
 
     table = read_pairs_json(pairs)
@@ -264,13 +267,12 @@ def lightcurve_view(folder: Path) -> dict[str, Any]:
 
 def streaks_view(folder: Path) -> list[dict[str, Any]]:
     """Per image of a streaks job: score, number of streaks, files and the streak table."""
-    from skysift.pipeline.streaks import _stem
 
     out = folder / "streaks"
     summary = Table.read(_require(out / "summary.ecsv", "streak summary"), format="ascii.ecsv")
     items = []
     for row in summary:
-        stem = _stem(Path(str(row["file"])))
+        stem = output_stem(Path(str(row["file"])))
         ecsv = out / f"{stem}.streaks.ecsv"
         table = table_rows(Table.read(ecsv, format="ascii.ecsv")) if ecsv.is_file() else []
         has = {

@@ -1,0 +1,179 @@
+"""Commands of the calibrated core: stars, calibrate, simulate, serve."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from skysift.calibration.pipeline import calibrate as run
+from skysift.calibration.pipeline import find_stars
+from skysift.calibration.report import write_calibration, write_stars
+from skysift.cli.app import (
+    OutOpt,
+    SiteOpt,
+    TimeOpt,
+    app,
+)
+from skysift.io import read_frame
+from skysift.outputs import ensure_out_dir
+from skysift.outputs.plots import plot_stars
+from skysift.simulation.generate import load_config, write_samples
+
+
+def _summary(result) -> str:  # noqa: ANN001
+    lines = [
+        f"model: {result.model_type}",
+        f"stars detected: {len(result.stars)}",
+        f"stars identified: {result.n_matched}",
+        f"astrometric RMS: {result.astrometric_rms_px:.2f} px",
+    ]
+    zp = result.zero_point
+    if zp is not None:
+        lines.append(
+            f"zero point ({result.photometric_band}): {zp.zero_point:.3f} ± {zp.zero_point_err:.3f} mag"
+        )
+        if "extinction" in zp.terms:
+            lines.append(
+                f"extinction: {zp.extinction_k:.3f} ± {zp.extinction_k_err:.3f} mag/airmass"
+            )
+        if "linearity" in zp.terms:
+            lines.append(
+                f"non-linearity: {zp.linearity:+.3f} mag/mag (gamma {1 / (1 + zp.linearity):.2f})"
+            )
+        lines.append(f"photometric RMS: {zp.rms_mag:.3f} mag ({zp.n_used} stars)")
+    else:
+        lines.append("zero point: not fitted (fewer than 5 usable stars)")
+    return "\n".join(lines)
+
+
+@app.command()
+def stars(
+    image: Annotated[Path, typer.Argument(help="Image file (FITS, PNG, JPEG, TIFF).")],
+    out: OutOpt = None,
+    method: Annotated[
+        str,
+        typer.Option(
+            help="Star finder: classical, unet (learned) or hybrid (U-Net + matched filter)."
+        ),
+    ] = "classical",
+    threshold: Annotated[
+        float, typer.Option(help="Detection threshold in background sigma.")
+    ] = 3.0,
+    mask: Annotated[
+        bool,
+        typer.Option(
+            "--mask/--no-mask",
+            help="Mask what is not sky (fisheye ring, obstructions, caption text).",
+        ),
+    ] = True,
+    plot: Annotated[bool, typer.Option("--plot/--no-plot", help="Write stars.png.")] = True,
+) -> None:
+    """Detect stars and write stars.ecsv (and stars.png)."""
+
+    frame = read_frame(image)
+    found, sky = find_stars(frame, method=method, threshold_sigma=threshold, use_mask=mask)
+    out_dir = ensure_out_dir(out, frame.name)
+    path = write_stars(found, out_dir)
+    if plot:
+        plot_stars(
+            frame.data,
+            found,
+            out_dir / "stars.png",
+            mask=None if sky is None else sky.mask,
+            title=f"{frame.name}: {len(found)} stars",
+        )
+    typer.echo(f"{len(found)} stars -> {path}")
+
+
+@app.command()
+def calibrate(
+    image: Annotated[Path, typer.Argument(help="Image file (FITS, PNG, JPEG, TIFF).")],
+    site: SiteOpt = None,
+    time: TimeOpt = None,
+    pairs: Annotated[
+        Path | None,
+        typer.Option(
+            "--pairs", help="Manual identifications: CSV/ECSV with columns x, y, star (>= 4 rows)."
+        ),
+    ] = None,
+    out: OutOpt = None,
+    mode: Annotated[
+        str, typer.Option(help="auto, allsky (fisheye model) or narrow (blind plate solve).")
+    ] = "auto",
+    fov: Annotated[
+        float | None,
+        typer.Option("--fov", help="Field of view hint for the plate solver, degrees."),
+    ] = None,
+    exposure: Annotated[
+        float | None,
+        typer.Option("--exposure", help="Exposure time in seconds (overrides the file's)."),
+    ] = None,
+    plot: Annotated[bool, typer.Option("--plot/--no-plot", help="Write calibration.png.")] = True,
+) -> None:
+    """Calibrate a frame: identify stars, fit the camera model and the zero point.
+
+    --time is the start of the exposure; with a known exposure time the sky is
+    computed at mid-exposure.
+    """
+
+    frame = read_frame(image, site=site, time=time, exposure=exposure)
+    result = run(frame, pairs=pairs, mode=mode, fov_deg=fov)
+    out_dir = ensure_out_dir(out, frame.name)
+    write_calibration(result, out_dir, plot=plot)
+    typer.echo(_summary(result))
+    typer.echo(f"outputs: {out_dir}")
+
+
+@app.command()
+def simulate(
+    kind: Annotated[
+        str, typer.Argument(help="What to simulate: stars, streaks, moving, bolide or stamps.")
+    ],
+    n: Annotated[int, typer.Option("--n", help="Number of samples.")] = 8,
+    seed: Annotated[
+        int, typer.Option("--seed", help="Random seed: the same seed gives the same files.")
+    ] = 0,
+    out: OutOpt = None,
+    background: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--background",
+            help="Real background frame (repeatable): stars, streaks and bolide are injected on it.",
+        ),
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="JSON file of generator parameters.")
+    ] = None,
+) -> None:
+    """Write simulated samples with exact truth: FITS (+ mask), ECSV truth, PNG previews (MP4 for bolide clips)."""
+
+    params = load_config(config)
+    out_dir = ensure_out_dir(out, f"simulate-{kind}")
+    manifest = write_samples(kind, n, out_dir, seed=seed, backgrounds=background, **params)
+    typer.echo(f"{len(manifest)} {kind} samples -> {out_dir}")
+
+
+@app.command()
+def serve(
+    host: Annotated[
+        str, typer.Option("--host", help="Address to bind; the default serves this computer only.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="TCP port.")] = 8000,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--data-dir",
+            help="Folder of uploads and jobs (default $SKYSIFT_WEB_DATA or ~/.local/share/skysift/web).",
+        ),
+    ] = None,
+    max_upload_mb: Annotated[
+        float, typer.Option("--max-upload-mb", help="Largest accepted upload, in megabytes.")
+    ] = 500.0,
+) -> None:
+    """Run the local web app (needs the web extra): start jobs, follow them, see the results."""
+    # the web extra (fastapi): imported on use
+    from skysift.web.app import serve as run
+
+    run(host, port, data_dir, max_upload_mb=max_upload_mb, echo=typer.echo)

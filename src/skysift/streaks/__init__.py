@@ -1,0 +1,1 @@
+"""Satellite and debris streaks: detection, measurement, pipeline, training and evaluation."""

@@ -1,0 +1,275 @@
+"""Streak pipeline: find satellite and debris streaks in one frame or a batch of files.
+
+Methods: ``"learned"`` (default; the classifier + segmenter of the Unistellar
+satellite-streak paper, :class:`skysift.streaks.learned.LearnedStreakFinder`;
+needs the ``learn`` extra), ``"classical"`` (no learning,
+:class:`skysift.streaks.detection.ClassicalStreakFinder`) and ``"hough"``
+(probabilistic Hough lines, :class:`skysift.streaks.hough.HoughStreakFinder`).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from astropy.io import fits
+from astropy.table import Table
+from tqdm.auto import tqdm
+
+from skysift.errors import InputError, NoDetectionsWarning
+from skysift.io import read_frame
+from skysift.io.frame import Frame
+from skysift.outputs.files import atomic_path, write_table
+from skysift.streaks.detection import ClassicalStreakFinder, StreakDetection
+from skysift.streaks.learned import LearnedStreakFinder, StreakSegmenter
+from skysift.streaks.hough import HoughStreakFinder
+
+__all__ = ["StreakResult", "find_streaks", "run_streaks", "make_streak_finder", "STREAK_METHODS"]
+
+STREAK_METHODS = ("learned", "classical", "hough")
+DEFAULT_METHOD = "learned"
+_TABLE_COLUMNS = ["x1", "y1", "x2", "y2", "length", "angle", "width", "flux", "snr", "score"]
+_SKY = ["ra1", "dec1", "ra2", "dec2"]
+_IMAGE_SUFFIXES = {".fits", ".fit", ".fts", ".fz", ".gz", ".png", ".jpg", ".jpeg", ".tif", ".tiff"}
+
+
+@dataclass
+class StreakResult:
+    """Streaks of one frame.
+
+    Attributes
+    ----------
+    prob : ndarray, shape (H, W), float32
+        Streak score (probability) per pixel in [0, 1].
+    table : astropy.table.Table
+        One row per streak (see
+        :func:`skysift.streaks.measurement.streaks_from_probability`).
+    p_streak : float
+        Image-level streak score in [0, 1] (learned: the classifier's image
+        score; classical and hough: the largest pixel score).
+    """
+
+    prob: np.ndarray
+    table: Table
+    p_streak: float
+
+
+def _check_method(method: str) -> None:
+    if method not in STREAK_METHODS:
+        msg = f"method must be one of {list(STREAK_METHODS)}, got {method!r}"
+        raise InputError(msg)
+
+
+def make_streak_finder(
+    method: str = DEFAULT_METHOD,
+    *,
+    segment_all: bool = False,
+    step: int | None = None,
+) -> Callable[..., StreakDetection]:
+    """The streak finder of ``method``, configured (weights load at the first call).
+
+    Parameters
+    ----------
+    method : {"learned", "classical", "hough"}, optional
+        Default "learned".
+    segment_all : bool, optional
+        Learned method: segment every image, not only those the classifier
+        flags. Default False.
+    step : int, optional
+        Learned method: step of the segmenter's windows, pixels (default
+        :data:`skysift.streaks.learned.DEFAULT_STEP`).
+
+    Returns
+    -------
+    callable
+        ``finder(image, mask, threshold=..., wcs_or_camera=...) -> StreakDetection``.
+
+    Raises
+    ------
+    InputError
+        For an unknown ``method``, or ``"learned"`` without torch installed.
+    """
+    _check_method(method)
+    if method == "classical":
+        return ClassicalStreakFinder()
+    if method == "hough":
+        return HoughStreakFinder()
+    try:
+        import torch  # noqa: F401  (the optional learn extra: checked on use)
+    except ImportError as exc:  # torch missing
+        msg = f"method 'learned' needs the learn extra (pip install 'skysift[learn]'): {exc}"
+        raise InputError(msg) from exc
+    seg = StreakSegmenter() if step is None else StreakSegmenter(step=int(step))
+    return LearnedStreakFinder(segmenter=seg, segment_all=segment_all)
+
+
+def find_streaks(
+    frame_or_path: Frame | str | os.PathLike[str],
+    *,
+    method: str = DEFAULT_METHOD,
+    threshold: float = 0.5,
+    segment_all: bool = False,
+    finder: Callable[..., StreakDetection] | None = None,
+) -> StreakResult:
+    """Find the streaks of one frame.
+
+    Parameters
+    ----------
+    frame_or_path : Frame or path
+        A frame, or an image file read with :func:`skysift.io.read_frame`.
+    method : {"learned", "classical", "hough"}, optional
+        The streak finder (see :func:`make_streak_finder`). Default "learned".
+    threshold : float, optional
+        Probability threshold of the streak masks, in (0, 1]. Default 0.5.
+    segment_all : bool, optional
+        Learned method: segment the frame even when the classifier does not
+        flag it. Default False.
+    finder : callable, optional
+        A finder made by :func:`make_streak_finder` (reused across frames);
+        overrides ``method`` and ``segment_all``.
+
+    Returns
+    -------
+    StreakResult
+        With RA/Dec columns when the frame has a WCS in ``frame.meta["wcs"]``;
+        an empty table comes with a :class:`NoDetectionsWarning`.
+
+    Raises
+    ------
+    InputError
+        For an unreadable file (one line naming it) or an unknown ``method``.
+    """
+    if finder is None:
+        finder = make_streak_finder(method, segment_all=segment_all)
+    frame = frame_or_path if isinstance(frame_or_path, Frame) else read_frame(frame_or_path)
+    wcs = frame.meta.get("wcs")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NoDetectionsWarning)
+        d = finder(frame.data, frame.mask, threshold=threshold, wcs_or_camera=wcs)
+    if len(d.table) == 0:
+        warnings.warn(f"{frame.name}: no streak found", NoDetectionsWarning, stacklevel=2)
+    return StreakResult(prob=d.prob, table=d.table, p_streak=d.p_streak)
+
+
+def _outputs(out_dir: Path, stem: str) -> tuple[Path, Path, Path]:
+    return (
+        out_dir / f"{stem}.streaks.ecsv",
+        out_dir / f"{stem}.prob.fits",
+        out_dir / f"{stem}.mask.png",
+    )
+
+
+def output_stem(path: Path) -> str:
+    """The stem of an input's output files (``x.fits.gz`` -> ``x``)."""
+    name = path.name
+    for suffix in (".fits.gz", ".fits.fz", ".fit.gz"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return path.stem
+
+
+def _write_outputs(res: StreakResult, paths: tuple[Path, Path, Path], threshold: float) -> None:
+
+    ecsv, prob_path, mask_path = paths
+    cols = _TABLE_COLUMNS + [c for c in _SKY if c in res.table.colnames]
+    table = res.table[cols]
+    table.meta["p_streak"] = res.p_streak
+    with atomic_path(prob_path) as tmp:
+        fits.PrimaryHDU(res.prob.astype(np.float32)).writeto(tmp, overwrite=True)
+    mask = np.where(res.prob >= threshold, 255, 0).astype(np.uint8)
+    with atomic_path(mask_path) as tmp:
+        if not cv2.imwrite(str(tmp.with_suffix(".png")), mask):
+            msg = f"{mask_path}: cannot write the PNG mask"
+            raise InputError(msg)
+        os.replace(tmp.with_suffix(".png"), tmp)
+    write_table(table, ecsv)  # last: its presence marks a complete result
+
+
+def run_streaks(
+    inputs: str | os.PathLike[str] | list[str | os.PathLike[str]],
+    out_dir: str | os.PathLike[str],
+    *,
+    method: str = DEFAULT_METHOD,
+    threshold: float = 0.5,
+    segment_all: bool = False,
+    resume: bool = True,
+    progress: bool = True,
+) -> Table:
+    """Find streaks in many images and write the results.
+
+    For each image ``STEM``: ``STEM.streaks.ecsv`` (``x1, y1, x2, y2, length,
+    angle, width, flux, snr, score`` and ``ra1, dec1, ra2, dec2`` when the
+    frame has a WCS; ``p_streak`` in its meta), ``STEM.prob.fits`` (float32,
+    the image shape) and ``STEM.mask.png`` (uint8, 255 = streak); then
+    ``summary.ecsv`` (``file, p_streak, n_streaks, error``).
+
+    Parameters
+    ----------
+    inputs : path or list of paths
+        Image files, or a folder (its image files, sorted).
+    out_dir : path
+        Output folder (created).
+    method, threshold, segment_all
+        See :func:`find_streaks`.
+    resume : bool, optional
+        Skip images whose three outputs exist (their summary rows are read
+        back from the ECSVs). Default True.
+    progress : bool, optional
+        Show a tqdm progress bar. Default True.
+
+    Returns
+    -------
+    astropy.table.Table
+        The summary; an unreadable image has ``p_streak`` NaN,
+        ``n_streaks`` -1 and its one-line error in ``error``.
+
+    Raises
+    ------
+    InputError
+        If ``inputs`` names no image or an unknown ``method``.
+    """
+
+    finder = make_streak_finder(method, segment_all=segment_all)
+    if isinstance(inputs, str | os.PathLike):
+        p = Path(inputs)
+        if p.is_dir():
+            files = sorted(
+                f for f in p.iterdir() if f.is_file() and f.suffix.lower() in _IMAGE_SUFFIXES
+            )
+        else:
+            files = [p]
+    else:
+        files = [Path(f) for f in inputs]
+    if not files:
+        msg = f"{inputs}: no image files to search for streaks"
+        raise InputError(msg)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for path in tqdm(files, desc="streaks", unit="image", disable=not progress):
+        paths = _outputs(out, output_stem(path))
+        if resume and all(q.exists() for q in paths):
+            t = Table.read(paths[0], format="ascii.ecsv")
+            rows.append((str(path), float(t.meta.get("p_streak", np.nan)), len(t), ""))
+            continue
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", NoDetectionsWarning)
+                res = find_streaks(path, threshold=threshold, finder=finder)
+        except InputError as err:
+            rows.append((str(path), np.nan, -1, str(err).splitlines()[0]))
+            continue
+        _write_outputs(res, paths, threshold)
+        rows.append((str(path), res.p_streak, len(res.table), ""))
+    summary = Table(
+        rows=rows or None,
+        names=["file", "p_streak", "n_streaks", "error"],
+        dtype=[str, float, int, str],
+    )
+    write_table(summary, out / "summary.ecsv")
+    return summary
