@@ -20,11 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from skysift.errors import NoDetectionsWarning, SkysiftError
 from skysift.bolide.evaluation import evaluate_bolide_clips
+from skysift.calibration.pipeline import calibrate
+from skysift.errors import NoDetectionsWarning, SkysiftError
 from skysift.io import read_frame
 from skysift.io.frame import Site
-from skysift.calibration.pipeline import calibrate
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data"
 UMD = Site(39.0021, -76.956, 50.0)
@@ -71,8 +71,8 @@ def motion_speed() -> None:
 
     from astropy.io import fits
 
-    from skysift.bolide.motion import motion_zone
     from skysift.bolide.demo import demo_inputs
+    from skysift.bolide.motion import motion_zone
 
     with tempfile.TemporaryDirectory() as tmp:
         inp = demo_inputs(tmp)

@@ -12,9 +12,9 @@ import statistics
 import time
 from pathlib import Path
 
+from skysift.calibration.pipeline import calibrate
 from skysift.data import sample
 from skysift.io import read_frame
-from skysift.calibration.pipeline import calibrate
 
 
 def main() -> None:

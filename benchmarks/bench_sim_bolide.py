@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
+from skysift.calibration.pipeline import calibrate
 from skysift.io import read_frame
 from skysift.io.frame import Site
-from skysift.calibration.pipeline import calibrate
 from skysift.simulation.background import load_background
 from skysift.simulation.meteors import Flare, LightCurve, Meteor, MeteorVideo
 

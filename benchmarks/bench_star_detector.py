@@ -29,11 +29,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from skysift.stars.hybrid import HybridStarFinder
-from skysift.stars.learned import UNetStarFinder
 from skysift.detection.stars import ClassicalStarFinder
 from skysift.errors import NoDetectionsWarning
 from skysift.stars.evaluation import evaluate_stars
+from skysift.stars.hybrid import HybridStarFinder
+from skysift.stars.learned import UNetStarFinder
 from skysift.stars.training_data import HELD_OUT_BACKGROUNDS, composite_frame, prepare_background
 
 DATA = Path(__file__).resolve().parent.parent / "tests" / "data"
@@ -103,8 +103,8 @@ def _overlay(image, mask, learned, classical, path):
 
 
 def _real_frames(out: Path | None):
-    from skysift.io import read_frame
     from skysift.calibration.pipeline import calibrate
+    from skysift.io import read_frame
 
     frames = [
         (

@@ -55,8 +55,8 @@ def main() -> None:
 
     import torch
 
-    from skysift.streaks.hough import HoughStreakFinder
     from skysift.streaks.detection import ClassicalStreakFinder
+    from skysift.streaks.hough import HoughStreakFinder
     from skysift.streaks.learned import (
         DEFAULT_STEP,
         StreakImageClassifier,

@@ -16,10 +16,10 @@ from astropy.io import fits
 from astropy.table import Table
 
 from skysift.bolide.detection import classical_bolide_mask, clip_background, difference_noise
-from skysift.bolide.motion import motion_zone
-from skysift.errors import InputError, NoDetectionsWarning
 from skysift.bolide.measurement import fit_trajectory, head_photometry, track_head
+from skysift.bolide.motion import motion_zone
 from skysift.bolide.pipeline import LIGHTCURVE_COLUMNS, run_bolide
+from skysift.errors import InputError, NoDetectionsWarning
 from skysift.simulation.meteors import Flare, LightCurve, Meteor, MeteorVideo
 
 SKY = 200.0
@@ -201,10 +201,10 @@ def test_run_bolide_errors_name_the_problem(tmp_path):
 def test_great_circle_fits_a_curved_fisheye_path():
     from astropy.time import Time
 
+    from skysift.bolide.measurement import GreatCircleTrajectory, fit_great_circle
     from skysift.calibration.camera import SkyCamera
     from skysift.calibration.fisheye import FisheyeModel
     from skysift.io.frame import Site
-    from skysift.bolide.measurement import GreatCircleTrajectory, fit_great_circle
 
     model = FisheyeModel(x0=725.97, y0=527.23, rotation=81.15, radial=(340.10, -3.92, -1.77),
                          parity=-1, tilt=(-0.73, -0.17), shape=(1040, 1392))  # fmt: skip
@@ -245,8 +245,8 @@ def test_peak_magnitude_separates_measurements_from_bright_limits():
 
 def test_error_paths_name_the_problem(tmp_path):
     from skysift.bolide.detection import roi_slices
-    from skysift.bolide.trails import find_meteor_trails
     from skysift.bolide.measurement import Trajectory
+    from skysift.bolide.trails import find_meteor_trails
 
     img = np.zeros((20, 30), np.float32)
     with pytest.raises(InputError, match="same 2-D shape"):

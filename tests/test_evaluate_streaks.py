@@ -81,9 +81,9 @@ def test_classifier_table_inside_and_border_subsets():
 
 @pytest.mark.filterwarnings(_SMALL)
 def test_evaluate_streaks_small_run_writes_tables_and_plots(tmp_path, data_dir, torch_one_thread):
-    from skysift.streaks.learned import StreakImageClassifier, StreakSegmenter
-    from skysift.streaks.evaluation import evaluate_streaks, write_evaluation
     from skysift.learning.models import build_model
+    from skysift.streaks.evaluation import evaluate_streaks, write_evaluation
+    from skysift.streaks.learned import StreakImageClassifier, StreakSegmenter
 
     torch.manual_seed(0)
     clf = StreakImageClassifier(build_model("streak_classifier"), backend="torch")

@@ -8,6 +8,12 @@ import numpy as np
 import pytest
 import torch
 
+from skysift.detection.stars import STAR_FINDERS, detect_stars
+from skysift.errors import InputError
+from skysift.evaluation.metrics import match_objects
+from skysift.learning.models import CandidateMLP, build_model
+from skysift.learning.weights import WEIGHTS_DIR, save_weights
+from skysift.simulation.psf import GaussianPSF
 from skysift.stars.hybrid import (
     FEATURE_NAMES,
     HybridStarFinder,
@@ -17,12 +23,6 @@ from skysift.stars.hybrid import (
     psf_fwhm_from_stars,
 )
 from skysift.stars.learned import UNetStarFinder
-from skysift.detection.stars import STAR_FINDERS, detect_stars
-from skysift.errors import InputError
-from skysift.evaluation.metrics import match_objects
-from skysift.learning.models import CandidateMLP, build_model
-from skysift.learning.weights import WEIGHTS_DIR, save_weights
-from skysift.simulation.psf import GaussianPSF
 from skysift.stars.training_data import HELD_OUT_BACKGROUNDS, prepare_background, snr_to_flux
 from skysift.stars.training_rerank import label_candidates
 

@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 from astropy.table import Table
 
+from skysift.calibration.pipeline import calibrate
 from skysift.cli import main
 from skysift.detection import StarFlag
 from skysift.errors import NotEnoughStarsError
 from skysift.io import read_frame
 from skysift.io.frame import Site
-from skysift.calibration.pipeline import calibrate
 
 LA_PALMA = Site(28.7619, -17.8908, 2200.0)
 UMD = Site(39.0021, -76.956, 50.0)

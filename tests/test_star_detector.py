@@ -12,12 +12,12 @@ import pytest
 from scipy.spatial import cKDTree
 
 from skysift.detection import sky_mask
-from skysift.stars.learned import UNetStarFinder, make_unet_finder
 from skysift.detection.stars import STAR_FINDERS, ClassicalStarFinder, StarFlag, detect_stars
 from skysift.errors import InputError, NoDetectionsWarning
 from skysift.io import read_frame
 from skysift.learning.weights import WEIGHTS_DIR
 from skysift.simulation.psf import GaussianPSF
+from skysift.stars.learned import UNetStarFinder, make_unet_finder
 from skysift.stars.training_data import (
     HELD_OUT_BACKGROUNDS,
     StarDataConfig,

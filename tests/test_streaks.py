@@ -10,12 +10,12 @@ import pytest
 from astropy.io import fits
 from astropy.table import Table
 
-from skysift.streaks.detection import ClassicalStreakFinder
 from skysift.errors import InputError, NoDetectionsWarning
-from skysift.streaks.measurement import streaks_from_probability
-from skysift.streaks.pipeline import find_streaks, run_streaks
 from skysift.simulation import make_star_field
 from skysift.simulation.streaks import render_streak
+from skysift.streaks.detection import ClassicalStreakFinder
+from skysift.streaks.measurement import streaks_from_probability
+from skysift.streaks.pipeline import find_streaks, run_streaks
 
 SEGMENTS = [
     (30.3, 40.7, 210.2, 150.1),

@@ -13,10 +13,9 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from skysift._version import __version__
 from skysift.errors import CalibrationError, InputError, NotEnoughStarsError, SkysiftError
 from skysift.io.frame import Frame, FrameSequence, Site
-
-from skysift._version import __version__
 
 _LAZY = {
     "read": "skysift.io",

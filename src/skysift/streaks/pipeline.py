@@ -26,8 +26,8 @@ from skysift.io import read_frame
 from skysift.io.frame import Frame
 from skysift.outputs.files import atomic_path, write_table
 from skysift.streaks.detection import ClassicalStreakFinder, StreakDetection
-from skysift.streaks.learned import LearnedStreakFinder, StreakSegmenter
 from skysift.streaks.hough import HoughStreakFinder
+from skysift.streaks.learned import LearnedStreakFinder, StreakSegmenter
 
 __all__ = ["StreakResult", "find_streaks", "run_streaks", "make_streak_finder", "STREAK_METHODS"]
 

@@ -32,7 +32,7 @@ from skysift.bolide.report import peak_magnitude
 from skysift.calibration.pipeline import calibrate, find_stars
 from skysift.calibration.report import write_calibration, write_stars
 from skysift.data import sample
-from skysift.errors import InputError, SkysiftError
+from skysift.errors import SkysiftError
 from skysift.io import read_frame
 from skysift.io.frame import Frame, Site
 from skysift.io.metadata import as_site
