@@ -232,7 +232,9 @@ def test_api_accepts_a_path_or_an_array_and_rejects_the_rest(tmp_path):
     _fits.PrimaryHDU(img.astype(np.float32)).writeto(path)
     for image in (img, path, str(path)):
         stars, _ = _find_stars(image, use_mask=False, threshold_sigma=5.0)
-        found = sorted(zip(np.round(stars["x"]).astype(int), np.round(stars["y"]).astype(int)))
+        found = sorted(
+            zip(np.round(stars["x"]).astype(int), np.round(stars["y"]).astype(int), strict=True)
+        )
         assert found == [(30, 40), (55, 75), (70, 20)]
     with pytest.raises(_InputError, match="image must be a Frame, a file name or a 2-D array"):
         _calibrate(None)
