@@ -12,12 +12,18 @@ import pytest
 from scipy.spatial import cKDTree
 
 from skysift.detection import sky_mask
-from skysift.detection.stars import STAR_FINDERS, ClassicalStarFinder, StarFlag, detect_stars
+from skysift.detection.stars import (
+    STAR_FINDERS,
+    ClassicalStarFinder,
+    StarFlag,
+    detect_stars,
+    star_finder,
+)
 from skysift.errors import InputError, NoDetectionsWarning
 from skysift.io import read_frame
 from skysift.learning.weights import WEIGHTS_DIR
 from skysift.simulation.psf import GaussianPSF
-from skysift.stars.learned import UNetStarFinder, make_unet_finder
+from skysift.stars.learned import UNetStarFinder
 from skysift.stars.training_data import (
     HELD_OUT_BACKGROUNDS,
     StarDataConfig,
@@ -128,7 +134,9 @@ def test_registered_lazily_without_torch():
         "assert 'torch' not in sys.modules, 'torch imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
-    assert STAR_FINDERS["unet"] is make_unet_finder
+    # the core names the learned finder (an entry point), built on first use
+    assert STAR_FINDERS["unet"] == "skysift.stars.learned:make_unet_finder"
+    assert isinstance(star_finder("unet", threshold_sigma=3.0), UNetStarFinder)
 
 
 def test_detect_stars_method_unet_and_registry_keywords(held_out):
@@ -284,7 +292,7 @@ def test_tiny_training_smoke():
 def test_recall_by_snr_bins_against_truth():
     from astropy.table import Table
 
-    from skysift.stars.training import SNR_BINS, _bin_name, _recall_by_snr
+    from skysift.stars.evaluation import SNR_BINS, _bin_name, _recall_by_snr
 
     truth = Table(
         {

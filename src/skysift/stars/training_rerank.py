@@ -90,7 +90,7 @@ def label_candidates(
     a candidate matched to a star fainter than ``label_snr`` is not used.
     """
     # needs torch (the learn extra): imported on use
-    from skysift.stars.training import MATCH_RADIUS
+    from skysift.stars.evaluation import MATCH_RADIUS
 
     m = match_objects(np.c_[x, y].reshape(-1, 2), truth_xy, MATCH_RADIUS)
     label = np.zeros(len(x), np.float32)
