@@ -92,6 +92,9 @@ MODULES = _modules()
 def _heavy_modules() -> set[str]:
     """skysift modules that import an OPTIONAL dependency when imported (transitively)."""
     deps = {m: {mod for mod, _, in_func, _, _ in _imports(p) if not in_func} for m, p in MODULES}
+    for m in deps:  # importing a module imports its parent packages first
+        parts = m.split(".")
+        deps[m] |= {".".join(parts[:k]) for k in range(2, len(parts))}
     heavy = {m for m, d in deps.items() if any(x.split(".")[0] in OPTIONAL for x in d)}
     changed = True
     while changed:
