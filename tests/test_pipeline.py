@@ -248,3 +248,30 @@ def test_api_accepts_a_path_or_an_array_and_rejects_the_rest(tmp_path):
         _find_stars(path, threshold_sigma="3")
     with pytest.raises(_InputError, match="path is empty"):
         _read_frame("")
+
+
+def test_allsky_frame_without_a_visible_lens_circle_calibrates_in_auto_mode(data_dir):
+    """A fisheye frame whose dark surround is filled (glare, twilight, no ring) is not seen as
+    all-sky by the sky mask; with site and time, auto mode falls back to the all-sky model.
+
+    (The 03:41 frame treated the same way still fails: the all-sky search then
+    matches 12 stars, under its chance limit; see issue 14.)"""
+    from skysift.detection import sky_mask
+
+    frame = read_frame(data_dir / "magic_allsky" / "20180817_0055.fits", site=LA_PALMA)
+    circle = sky_mask(frame.data)
+    x0, y0, r = circle.circle
+    yy, xx = np.mgrid[: frame.shape[0], : frame.shape[1]]
+    outside = np.hypot(xx - x0, yy - y0) > r
+    data = frame.data.copy()
+    level = np.median(data[~outside & ~circle.mask])
+    data[outside] = level + np.random.default_rng(0).normal(0.0, 3.0, int(outside.sum()))
+    ringless = frame.with_(data=data)
+    assert sky_mask(data).circle is None  # the frame is no longer recognised as all-sky
+    result = calibrate(ringless)
+    assert result.model_type == "fisheye"
+    assert result.n_matched >= 200
+    assert result.astrometric_rms_px < 1.0
+    # the same frame without site and time: the error says what to give
+    with pytest.raises(Exception, match="give --site and --time, or --mode allsky"):
+        calibrate(ringless.with_(site=None), time=None)

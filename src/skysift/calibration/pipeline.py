@@ -272,7 +272,9 @@ def calibrate(
         elif allsky:
             solution, model_type = _solve_allsky(solve_stars, frame, site, time, sky), "fisheye"
         else:
-            solution, model_type = solve_plate(solve_stars, frame.shape, fov_deg=fov_deg), "tan-sip"
+            solution, model_type = _solve_narrow_then_allsky(
+                solve_stars, frame, site, time, sky, fov_deg=fov_deg, mode=mode
+            )
     except SkysiftError as err:
         # Name the file in the one-line message, keeping the error's type (and exit code).
         if str(err).startswith(f"{frame.name}:"):
@@ -301,6 +303,46 @@ def calibrate(
         photometric_band=str(band),
         timings=timings,
     )
+
+
+def _solve_narrow_then_allsky(
+    stars: Table,
+    frame: Frame,
+    site: Site | None,
+    time: Time | None,
+    sky: SkyMask | None,
+    *,
+    fov_deg: float | None,
+    mode: str,
+) -> tuple[Any, str]:
+    """The blind plate solve; in auto mode with site and time, the all-sky model when it fails.
+
+    A fisheye frame whose lens circle is not seen (Moon glare, twilight, a
+    circle cut by the sensor edge) is not recognised as all-sky by the sky
+    mask, and a blind narrow-field solve cannot solve it: with the site and
+    time known, the all-sky camera model is tried before giving up, and the
+    error names every model tried.
+    """
+    try:
+        return solve_plate(stars, frame.shape, fov_deg=fov_deg), "tan-sip"
+    except NotEnoughStarsError:
+        raise
+    except CalibrationError as narrow_err:
+        if mode != "auto" or site is None or time is None:
+            hint = (
+                " (an all-sky frame? give --site and --time, or --mode allsky)"
+                if mode == "auto"
+                else ""
+            )
+            raise CalibrationError(f"{narrow_err}{hint}") from narrow_err
+        try:
+            return _solve_allsky(stars, frame, site, time, sky), "fisheye"
+        except SkysiftError as allsky_err:
+            msg = (
+                f"no astrometric model fits: narrow-field plate solve: {narrow_err}; "
+                f"all-sky camera model: {allsky_err}"
+            )
+            raise CalibrationError(msg) from allsky_err
 
 
 def _solve_pairs(
