@@ -743,3 +743,16 @@ def test_pixel_limit_refuses_huge_declared_images_before_decoding(tmp_path, monk
     monkeypatch.setenv("SKYSIFT_MAX_PIXELS", "lots")
     with pytest.raises(InputError, match="SKYSIFT_MAX_PIXELS must be a positive integer"):
         read_frame(small)
+
+
+def test_real_flv_meteor_video_is_read():
+    """FreeTure's FLV clip (GPL, in ../shared: tests only) reads as a 320x240 sequence at 25 fps."""
+    from skysift.io import read_sequence
+
+    path = Path(__file__).resolve().parents[2] / "shared/data/real/freeture_meteors/meteor5.flv"
+    if not path.is_file():
+        pytest.skip(f"{path} is not here (the shared real data)")
+    seq = read_sequence(path, max_frames=10)
+    assert len(seq) == 10
+    assert seq[0].shape == (240, 320)
+    assert seq.fps == pytest.approx(25.0)

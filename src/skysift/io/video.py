@@ -16,7 +16,9 @@ from skysift.io.frame import Frame, FrameSequence, Site
 
 __all__ = ["VIDEO_SUFFIXES", "iter_video", "read_video", "luminance"]
 
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv")
+VIDEO_SUFFIXES = (
+    ".mp4", ".avi", ".mkv", ".mov", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".ts", ".mts",
+)  # fmt: skip
 
 #: Rec. 709 luma weights (R, G, B), applied to the stored values as they are.
 LUMA_WEIGHTS = (0.2126, 0.7152, 0.0722)
