@@ -1,0 +1,446 @@
+"""Training data, loss and training loop of the fast-mover mixture of experts.
+
+Data are streamed from :func:`skysift.simulation.movers.simulate_fast_mover`
+in the three observing modes over ranges wider than the fast-movers paper's
+(paper: FWHM 0.9-3″ at 0.9″/px, sky 14-19 mag/arcsec², motion ≤ 3.4 px per
+pre-image; here FWHM 1.2-3.5 px, sky 13-19.5 mag/arcsec², trails and star
+trails 4-22 px, 2-20 field stars on 64x64 patches, i.e. up to 80 per 128x128). The loss (:func:`moe_loss`) is the sum of
+the YOLOX-style expert loss (BCE objectness + IoU box loss), the
+CenterNet-style expert loss (penalty-reduced focal loss + L1 offset/size),
+the same focal and IoU terms on the gated mixture, and the cosine-similarity
+term between the experts' feature maps (the paper's diversity term: the
+experts are pushed to look at the data differently).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from skysift.errors import InputError
+from skysift.movers.model import STRIDE, MoverMoE, expert_maps, make_inputs, prior_descriptor
+from skysift.movers.weights_io import save_moe
+from skysift.simulation.detector import Detector
+from skysift.simulation.movers import simulate_fast_mover
+from skysift.simulation.optics import Telescope
+
+__all__ = [
+    "MoverSample",
+    "TrainSettings",
+    "moe_loss",
+    "mover_boxes",
+    "simulate_set",
+    "train_movers",
+]
+
+#: Simulation settings of the training set (the held-out set uses others, see evaluate.py).
+TRAIN_SETTINGS: dict[str, Any] = {
+    "shape": (64, 64),
+    "fwhm_range": (1.2, 3.5),
+    "sky_range": (13.0, 19.5),
+    "target_mag_range": (9.0, 12.5),
+    "trail_range": (4.0, 22.0),
+    "n_stars_range": (2, 20),
+    "aperture_m": 0.25,
+    "pixel_scale": 2.0,
+    "read_noise": 5.0,
+    "qe": 0.8,
+}
+
+
+@dataclass
+class MoverSample:
+    """One simulated training/evaluation image.
+
+    Attributes
+    ----------
+    x : ndarray of float32, shape (2, H, W)
+        Network inputs (:func:`~skysift.movers.model.make_inputs`).
+    prior_vec : ndarray of float32, shape (4,)
+    boxes : ndarray, shape (M, 4)
+        Mover boxes ``[x1, y1, x2, y2]``, pixels (:func:`mover_boxes`).
+    image : ndarray, shape (H, W) or None
+        The raw image (kept for the classical baseline).
+    prior : ndarray, shape (K, K) or None
+    meta : dict
+        ``mode``, ``sky``, ``rate`` (mover trail length over the exposure, px),
+        ``fwhm``, ``n_stars``, ``mag``, ``snr``.
+    """
+
+    x: np.ndarray
+    prior_vec: np.ndarray
+    boxes: np.ndarray
+    image: np.ndarray | None = None
+    prior: np.ndarray | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def mover_boxes(truth: Any, fwhm: float) -> np.ndarray:
+    """Evaluation boxes of the movers: the trail's bounding box grown by ``max(FWHM, 2)`` px.
+
+    Parameters
+    ----------
+    truth : astropy.table.Table
+        Simulator truth (rows of ``type == "mover"`` are used).
+    fwhm : float
+        PSF FWHM, pixels.
+
+    Returns
+    -------
+    ndarray, shape (M, 4)
+    """
+    m = truth[truth["type"] == "mover"]
+    r = max(float(fwhm), 2.0)
+    x1 = np.minimum(m["x1"], m["x2"]) - r
+    x2 = np.maximum(m["x1"], m["x2"]) + r
+    y1 = np.minimum(m["y1"], m["y2"]) - r
+    y2 = np.maximum(m["y1"], m["y2"]) + r
+    return np.column_stack([x1, y1, x2, y2]).astype(float)
+
+
+def _one(rng: np.random.Generator, mode: str, s: dict[str, Any], keep_image: bool) -> MoverSample:
+
+    fwhm = float(rng.uniform(*s["fwhm_range"]))
+    sky = float(rng.uniform(*s["sky_range"]))
+    mag = float(rng.uniform(*s["target_mag_range"]))
+    trail = float(rng.uniform(*s["trail_range"]))
+    n_stars = int(rng.integers(s["n_stars_range"][0], s["n_stars_range"][1] + 1))
+    ang = rng.uniform(0, 2 * np.pi)
+    rate = (trail * np.cos(ang), trail * np.sin(ang))
+    track = None
+    if mode == "intersection":
+        f = rng.uniform(0.3, 0.7)
+        rot = np.radians(rng.uniform(30, 70)) * rng.choice([-1, 1])
+        c, sn = np.cos(rot), np.sin(rot)
+        track = (f * (c * rate[0] - sn * rate[1]), f * (sn * rate[0] + c * rate[1]))
+        # keep the mover's own trail (relative to the detector) in range
+        rel = np.hypot(rate[0] - track[0], rate[1] - track[1])
+        if rel < s["trail_range"][0]:
+            track = (0.3 * track[0], 0.3 * track[1])
+    tel = Telescope(s["aperture_m"], pixel_scale_arcsec=s["pixel_scale"], band="V")
+    det = Detector(qe=s["qe"], read_noise=s["read_noise"], gain=1.0, bit_depth=16)
+    res = simulate_fast_mover(
+        mode, shape=s["shape"], psf=fwhm, telescope=tel, detector=det, exposure_s=1.0,
+        n_sub=4, target_mag=mag, target_rate=rate, track_rate=track, n_stars=n_stars,
+        star_mag_range=(7.0, 15.0), sky_mag=sky, rng=rng,
+    )  # fmt: skip
+    tab = res.truth.table
+    mv = tab[tab["type"] == "mover"]
+    meta = {
+        "mode": mode, "sky": sky, "fwhm": fwhm, "n_stars": n_stars, "mag": mag,
+        "rate": trail, "length": float(mv["length"][0]), "snr": float(mv["snr_tot"][0]),
+    }  # fmt: skip
+    return MoverSample(
+        x=make_inputs(res.image, res.prior),
+        prior_vec=prior_descriptor(res.prior),
+        boxes=mover_boxes(tab, fwhm),
+        image=res.image if keep_image else None,
+        prior=res.prior if keep_image else None,
+        meta=meta,
+    )
+
+
+def simulate_set(
+    n: int,
+    *,
+    seed: int = 0,
+    settings: dict[str, Any] | None = None,
+    modes: tuple[str, ...] = ("sidereal", "tracking", "intersection"),
+    keep_image: bool = False,
+) -> list[MoverSample]:
+    """Simulate ``n`` images cycling over ``modes`` (seeded, reproducible).
+
+    Parameters
+    ----------
+    n : int
+        Number of images, ≥ 1.
+    seed : int, optional
+    settings : dict, optional
+        Overrides of :data:`TRAIN_SETTINGS`.
+    modes : tuple of str, optional
+    keep_image : bool, optional
+        Keep raw images and priors (for the baseline). Default False.
+
+    Returns
+    -------
+    list of MoverSample
+
+    Raises
+    ------
+    InputError
+        For ``n`` < 1 or an unknown settings key.
+    """
+    if int(n) < 1:
+        msg = f"n must be >= 1 images, got {n}"
+        raise InputError(msg)
+    s = dict(TRAIN_SETTINGS)
+    for k, v in (settings or {}).items():
+        if k not in s:
+            msg = f"unknown simulation setting {k!r}; valid: {sorted(s)}"
+            raise InputError(msg)
+        s[k] = v
+    rng = np.random.default_rng(seed)
+    return [_one(rng, modes[i % len(modes)], s, keep_image) for i in range(int(n))]
+
+
+def _augment(x: np.ndarray, pv_kernel_free: np.ndarray, boxes: np.ndarray, k: int, flip: bool):
+    """Rotate by k×90° and optionally flip an input, its prior descriptor and boxes."""
+    h, w = x.shape[1:]
+    b = boxes.copy()
+    pv = pv_kernel_free.copy()
+    # descriptor (L cos2θ, L sin2θ): rotation by 90° maps 2θ → 2θ + 180°; flip x: 2θ → -2θ
+    for _ in range(k % 4):
+        x = np.rot90(x, 1, axes=(1, 2))  # (row, col) → counter-clockwise in array view
+        # new col = row, new row = (w - 1) - col
+        b = np.column_stack([b[:, 1], (w - 1) - b[:, 2], b[:, 3], (w - 1) - b[:, 0]])
+        pv[0], pv[1] = -pv[0], -pv[1]
+        h, w = w, h
+    if flip:
+        x = x[:, :, ::-1]
+        b = np.column_stack([(w - 1) - b[:, 2], b[:, 1], (w - 1) - b[:, 0], b[:, 3]])
+        pv[1] = -pv[1]
+    return np.ascontiguousarray(x), pv, b
+
+
+def _targets(boxes_list: list[np.ndarray], h: int, w: int) -> dict[str, torch.Tensor]:
+    """Dense targets at stride 4 for a batch."""
+    bsz = len(boxes_list)
+    gh, gw = h // STRIDE, w // STRIDE
+    pos1 = torch.zeros(bsz, gh, gw)
+    heat = torch.zeros(bsz, gh, gw)
+    box_t = torch.zeros(bsz, 4, gh, gw)
+    centre = torch.zeros(bsz, gh, gw, dtype=torch.bool)
+    off_t = torch.zeros(bsz, 2, gh, gw)
+    yy, xx = torch.meshgrid(torch.arange(gh).float(), torch.arange(gw).float(), indexing="ij")
+    for i, bxs in enumerate(boxes_list):
+        for x1, y1, x2, y2 in bxs:
+            cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+            gx, gy = (cx + 0.5) / STRIDE, (cy + 0.5) / STRIDE  # continuous cell coordinates
+            ix, iy = int(np.clip(np.floor(gx), 0, gw - 1)), int(np.clip(np.floor(gy), 0, gh - 1))
+            sig = max(0.6, min(x2 - x1, y2 - y1) / STRIDE / 6)
+            g = torch.exp(-((xx - ix) ** 2 + (yy - iy) ** 2) / (2 * sig * sig))
+            heat[i] = torch.maximum(heat[i], g)
+            centre[i, iy, ix] = True
+            off_t[i, 0, iy, ix] = gx - ix
+            off_t[i, 1, iy, ix] = gy - iy
+            for dy in (-1, 0, 1):
+                for dx in (-1, 0, 1):
+                    jx, jy = ix + dx, iy + dy
+                    if 0 <= jx < gw and 0 <= jy < gh:
+                        ccx, ccy = (jx + 0.5) * STRIDE - 0.5, (jy + 0.5) * STRIDE - 0.5
+                        if x1 < ccx < x2 and y1 < ccy < y2 or (dx == 0 and dy == 0):
+                            pos1[i, jy, jx] = 1.0
+                            box_t[i, :, jy, jx] = torch.tensor(
+                                [x1, y1, x2, y2], dtype=torch.float32
+                            )
+    return {"pos1": pos1, "heat": heat, "box": box_t, "centre": centre, "off": off_t}
+
+
+def _iou_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """1 - GIoU for rows of [x1, y1, x2, y2]."""
+    ix1, iy1 = torch.maximum(pred[:, 0], target[:, 0]), torch.maximum(pred[:, 1], target[:, 1])
+    ix2, iy2 = torch.minimum(pred[:, 2], target[:, 2]), torch.minimum(pred[:, 3], target[:, 3])
+    inter = (ix2 - ix1).clamp_min(0) * (iy2 - iy1).clamp_min(0)
+    ap = (pred[:, 2] - pred[:, 0]).clamp_min(0) * (pred[:, 3] - pred[:, 1]).clamp_min(0)
+    at = (target[:, 2] - target[:, 0]) * (target[:, 3] - target[:, 1])
+    union = ap + at - inter
+    iou = inter / union.clamp_min(1e-6)
+    cx1, cy1 = torch.minimum(pred[:, 0], target[:, 0]), torch.minimum(pred[:, 1], target[:, 1])
+    cx2, cy2 = torch.maximum(pred[:, 2], target[:, 2]), torch.maximum(pred[:, 3], target[:, 3])
+    hull = ((cx2 - cx1) * (cy2 - cy1)).clamp_min(1e-6)
+    return (1 - iou + (hull - union) / hull).mean()
+
+
+def _focal(p: torch.Tensor, heat: torch.Tensor, centre: torch.Tensor) -> torch.Tensor:
+    """CenterNet's penalty-reduced focal loss on probabilities (Zhou et al. 2019, eq. 1)."""
+    p = p.clamp(1e-5, 1 - 1e-5)
+    pos = centre.float()
+    lp = -((1 - p) ** 2) * torch.log(p) * pos
+    ln = -((1 - heat) ** 4) * p**2 * torch.log(1 - p) * (1 - pos)
+    return (lp.sum() + ln.sum()) / pos.sum().clamp_min(1.0)
+
+
+def moe_loss(
+    out: dict[str, torch.Tensor], tg: dict[str, torch.Tensor], *, cos_weight: float = 0.1
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """The mixture-of-experts loss: expert 1 + expert 2 + mixture + cosine-similarity term.
+
+    Parameters
+    ----------
+    out : dict
+        :class:`~skysift.movers.model.MoverMoE` outputs.
+    tg : dict
+        Dense targets (internal ``_targets``).
+    cos_weight : float, optional
+        Weight of the mean cosine similarity between the experts' feature
+        vectors (per cell). Default 0.1.
+
+    Returns
+    -------
+    loss : torch.Tensor
+    parts : dict of float
+    """
+
+    pos1 = tg["pos1"]
+    npos = pos1.sum().clamp_min(1.0)
+    # expert 1 (YOLOX): BCE objectness (positives: centre sampling) + GIoU on positives
+    l_obj = F.binary_cross_entropy_with_logits(out["obj1"][:, 0], pos1, reduction="sum") / npos
+    _, box1 = expert_maps(out, "yolox")
+    m1 = pos1 > 0
+    tb = tg["box"].permute(0, 2, 3, 1)[m1]
+    l_box1 = _iou_loss(box1.permute(0, 2, 3, 1)[m1], tb) if m1.any() else out["obj1"].sum() * 0
+    # expert 2 (CenterNet): focal heatmap + L1 offset + L1 size at the centre cell
+    c = tg["centre"]
+    l_heat = _focal(torch.sigmoid(out["heat2"][:, 0]), tg["heat"], c)
+    _, box2 = expert_maps(out, "centernet")
+    if c.any():
+        l_off = F.l1_loss(out["off2"].permute(0, 2, 3, 1)[c], tg["off"].permute(0, 2, 3, 1)[c])
+        tbc = tg["box"].permute(0, 2, 3, 1)[c]
+        size_t = torch.stack([tbc[:, 2] - tbc[:, 0], tbc[:, 3] - tbc[:, 1]], 1)
+        l_size = F.l1_loss(torch.log(out["size2"].permute(0, 2, 3, 1)[c]), torch.log(size_t))
+        l_box2 = _iou_loss(box2.permute(0, 2, 3, 1)[c], tbc)
+    else:
+        l_off = l_size = l_box2 = out["heat2"].sum() * 0
+    # the mixture: focal on the gated score + GIoU of the gated box at the centre
+    s, box = expert_maps(out, "moe")
+    l_mix = _focal(s, tg["heat"], c)
+    if c.any():
+        l_mix = l_mix + _iou_loss(box.permute(0, 2, 3, 1)[c], tg["box"].permute(0, 2, 3, 1)[c])
+    # cosine similarity between the experts' per-cell features (diversity term)
+    l_cos = F.cosine_similarity(out["feat1"], out["feat2"], dim=1).mean()
+    loss = l_obj + 2 * l_box1 + l_heat + l_off + l_size + l_box2 + l_mix + cos_weight * l_cos
+    parts = {
+        "obj1": l_obj.item(), "box1": l_box1.item(), "heat2": l_heat.item(),
+        "box2": l_box2.item(), "mix": l_mix.item(), "cos": l_cos.item(),
+    }  # fmt: skip
+    return loss, parts
+
+
+def _batch(samples: list[MoverSample], idx: np.ndarray, rng: np.random.Generator, augment: bool):
+    xs, pvs, bxs = [], [], []
+    for i in idx:
+        s = samples[i]
+        if augment:
+            x, pv, b = _augment(
+                s.x, s.prior_vec, s.boxes, int(rng.integers(4)), bool(rng.integers(2))
+            )
+        else:
+            x, pv, b = s.x, s.prior_vec, s.boxes
+        xs.append(x)
+        pvs.append(pv)
+        bxs.append(b)
+    x = torch.from_numpy(np.stack(xs))
+    return x, torch.from_numpy(np.stack(pvs)), _targets(bxs, x.shape[2], x.shape[3])
+
+
+@dataclass
+class TrainSettings:
+    """Training recipe of the shipped weights (saved into the model card).
+
+    ``max_minutes`` is the wall-clock budget of the whole run (simulation
+    included); training stops at ``max_steps`` or when the budget is spent,
+    so the number of steps depends on the machine's load (recorded in the card).
+    """
+
+    n_train: int = 2000
+    batch_size: int = 16
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    max_minutes: float = 11.5
+    max_steps: int = 4000
+    cos_weight: float = 0.1
+    width: int = 16
+    feat_channels: int = 32
+    seed: int = 0
+    num_threads: int = 1
+
+
+def train_movers(
+    out_dir: str | Path | None = None,
+    *,
+    settings: TrainSettings | None = None,
+    log: Any = print,
+) -> tuple[MoverMoE, dict[str, Any]]:
+    """Train the mixture of experts on simulated images and (optionally) save the weights.
+
+    Parameters
+    ----------
+    out_dir : str or Path, optional
+        Folder for ``mover_moe.safetensors`` and its card (``.json``, ``.md``);
+        the shipped weights live in ``skysift/movers/weights/``. Nothing is
+        written when None.
+    settings : TrainSettings, optional
+        Recipe. Default :class:`TrainSettings`.
+    log : callable, optional
+        Progress printer (``print`` by default; ``None`` for silence).
+
+    Returns
+    -------
+    model : MoverMoE
+        Trained, in eval mode.
+    info : dict
+        Recipe, timings and the last losses.
+
+    Raises
+    ------
+    InputError
+        For a non-positive ``n_train``, batch size or time budget.
+    """
+    st = settings or TrainSettings()
+    if st.n_train < 1 or st.batch_size < 1 or not st.max_minutes > 0:
+        msg = (
+            "n_train, batch_size and max_minutes must be positive, got "
+            f"{st.n_train}, {st.batch_size}, {st.max_minutes}"
+        )
+        raise InputError(msg)
+    say = log or (lambda *a: None)
+    torch.set_num_threads(int(st.num_threads))
+    torch.manual_seed(st.seed)
+    t0 = time.time()
+    samples = simulate_set(st.n_train, seed=st.seed)
+    t_sim = time.time() - t0
+    say(f"simulated {len(samples)} images in {t_sim:.0f} s")
+    model = MoverMoE(width=st.width, feat_channels=st.feat_channels)
+    opt = torch.optim.AdamW(model.parameters(), lr=st.lr, weight_decay=st.weight_decay)
+    # the time budget covers the whole run, simulation included
+    budget = max(st.max_minutes * 60 - t_sim, 30.0)
+    rng = np.random.default_rng(st.seed + 1)
+    step, parts = 0, {}
+    t1 = time.time()
+    model.train()
+    while step < st.max_steps and time.time() - t1 < budget:
+        frac = min((time.time() - t1) / budget, step / st.max_steps)
+        for g in opt.param_groups:  # cosine decay over the time/step budget, short warm-up
+            g["lr"] = st.lr * min(1.0, (step + 1) / 100) * 0.5 * (1 + np.cos(np.pi * frac))
+        idx = rng.integers(0, len(samples), st.batch_size)
+        x, pv, tg = _batch(samples, idx, rng, augment=True)
+        out = model(x, pv)
+        loss, parts = moe_loss(out, tg, cos_weight=st.cos_weight)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        opt.step()
+        step += 1
+        if step % 100 == 0:
+            say(f"step {step} {time.time() - t1:.0f}s loss {float(loss):.3f} "
+                + " ".join(f"{k}={v:.3f}" for k, v in parts.items()))  # fmt: skip
+    model.eval()
+    info = {
+        "settings": st.__dict__.copy(),
+        "data": dict(TRAIN_SETTINGS),
+        "steps": step,
+        "simulate_s": round(t_sim, 1),
+        "train_s": round(time.time() - t1, 1),
+        "total_s": round(time.time() - t0, 1),
+        "last_losses": parts,
+    }
+    info["data"]["shape"] = list(info["data"]["shape"])
+    if out_dir is not None:
+        save_moe(model, Path(out_dir) / "mover_moe.safetensors", info)
+    return model, info
