@@ -31,7 +31,8 @@ def streaks(
         str,
         typer.Option(
             help="Streak finder: learned (classifier + U-Net segmenter), classical "
-            "(segmentation + elongation cut) or hough (probabilistic Hough lines)."
+            "(segmentation + elongation cut), hough (probabilistic Hough lines) or radon "
+            "(matched-filter Radon line detector, Nir et al. 2018)."
         ),
     ] = "learned",
     segment_all: Annotated[

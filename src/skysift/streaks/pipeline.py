@@ -14,6 +14,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -21,6 +22,7 @@ from astropy.io import fits
 from astropy.table import Table
 from tqdm.auto import tqdm
 
+from skysift.detection.stars import detect_stars, median_fwhm
 from skysift.errors import InputError, NoDetectionsWarning
 from skysift.io import read_frame
 from skysift.io.frame import Frame
@@ -28,10 +30,20 @@ from skysift.outputs.files import atomic_path, write_table
 from skysift.streaks.detection import ClassicalStreakFinder, StreakDetection
 from skysift.streaks.hough import HoughStreakFinder
 from skysift.streaks.learned import LearnedStreakFinder, StreakSegmenter
+from skysift.streaks.linking import paint_lines
+from skysift.streaks.measurement import streaks_from_probability
+from skysift.streaks.radon import RadonStreakFinder
 
-__all__ = ["StreakResult", "find_streaks", "run_streaks", "make_streak_finder", "STREAK_METHODS"]
+__all__ = [
+    "RadonPipelineFinder",
+    "StreakResult",
+    "find_streaks",
+    "run_streaks",
+    "make_streak_finder",
+    "STREAK_METHODS",
+]
 
-STREAK_METHODS = ("learned", "classical", "hough")
+STREAK_METHODS = ("learned", "classical", "hough", "radon")
 DEFAULT_METHOD = "learned"
 _TABLE_COLUMNS = ["x1", "y1", "x2", "y2", "length", "angle", "width", "flux", "snr", "score"]
 _SKY = ["ra1", "dec1", "ra2", "dec2"]
@@ -75,8 +87,9 @@ def make_streak_finder(
 
     Parameters
     ----------
-    method : {"learned", "classical", "hough"}, optional
-        Default "learned".
+    method : {"learned", "classical", "hough", "radon"}, optional
+        Default "learned". ``"radon"`` is the matched-filter line detector
+        (:class:`skysift.streaks.radon.RadonStreakFinder`).
     segment_all : bool, optional
         Learned method: segment every image, not only those the classifier
         flags. Default False.
@@ -95,6 +108,8 @@ def make_streak_finder(
         For an unknown ``method``, or ``"learned"`` without torch installed.
     """
     _check_method(method)
+    if method == "radon":
+        return RadonPipelineFinder()
     if method == "classical":
         return ClassicalStreakFinder()
     if method == "hough":
@@ -106,6 +121,67 @@ def make_streak_finder(
         raise InputError(msg) from exc
     seg = StreakSegmenter() if step is None else StreakSegmenter(step=int(step))
     return LearnedStreakFinder(segmenter=seg, segment_all=segment_all)
+
+
+class RadonPipelineFinder:
+    """The Radon matched-filter detector behind the pipeline's finder interface.
+
+    Each line the detector finds is painted as a capsule whose pixel score is
+    ``significance / (significance + threshold)`` (0.5 at the detection
+    threshold, like the classical finder's score), then measured by
+    :func:`~skysift.streaks.measurement.streaks_from_probability` so that every
+    method writes the same columns.
+
+    Parameters
+    ----------
+    psf_fwhm : float, optional
+        PSF FWHM in pixels; default: measured on each image's stars
+        (:func:`skysift.detection.stars.median_fwhm` of the classical finder's
+        detections above 5 sigma; 2.5 px with fewer than 5 stars).
+    **kwargs
+        Passed to :class:`~skysift.streaks.radon.RadonStreakFinder`
+        (``false_alarm_rate``, ...).
+    """
+
+    def __init__(self, psf_fwhm: float | None = None, **kwargs: Any) -> None:
+        self.psf_fwhm = psf_fwhm
+        self.kwargs = kwargs
+
+    def _psf_fwhm(self, image: np.ndarray, mask: np.ndarray | None) -> float:
+        if self.psf_fwhm is not None:
+            return float(self.psf_fwhm)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NoDetectionsWarning)
+            try:
+                stars = detect_stars(image, mask, threshold_sigma=5.0)
+            except InputError:
+                return 2.5
+        return median_fwhm(stars, default=2.5) if len(stars) >= 5 else 2.5
+
+    def __call__(
+        self,
+        image: np.ndarray,
+        mask: np.ndarray | None = None,
+        *,
+        threshold: float = 0.5,
+        wcs_or_camera: Any = None,
+    ) -> StreakDetection:
+        """Find the streaks of ``image`` (shape (H, W)); ``mask`` True = bad pixel."""
+        finder = RadonStreakFinder(psf_fwhm=self._psf_fwhm(image, mask), **self.kwargs)
+        res = finder(image, mask)
+        lines = res.lines
+        sig = paint_lines(image.shape, lines, scores=True) if len(lines) else None
+        if sig is None:
+            prob = np.zeros(image.shape, np.float32)
+        else:
+            inside = paint_lines(image.shape, lines)
+            thr = float(res.threshold)
+            prob = np.where(inside, sig / (sig + thr), 0.0).astype(np.float32)
+        table = streaks_from_probability(
+            prob, image, threshold=threshold, wcs_or_camera=wcs_or_camera
+        )
+        p = float(res.statistic / (res.statistic + float(res.threshold)))
+        return StreakDetection(prob=prob, table=table, p_streak=p)
 
 
 def find_streaks(
@@ -122,7 +198,7 @@ def find_streaks(
     ----------
     frame_or_path : Frame or path
         A frame, or an image file read with :func:`skysift.io.read_frame`.
-    method : {"learned", "classical", "hough"}, optional
+    method : {"learned", "classical", "hough", "radon"}, optional
         The streak finder (see :func:`make_streak_finder`). Default "learned".
     threshold : float, optional
         Probability threshold of the streak masks, in (0, 1]. Default 0.5.

@@ -1,0 +1,260 @@
+"""Link streaks of consecutive frames into tracks (one object crossing several exposures).
+
+A satellite seen in consecutive exposures leaves streaks on (nearly) one
+great circle, i.e. one straight line in a small field: same angle, same
+perpendicular offset, with the endpoints moving along the line from frame to
+frame. :func:`link_streaks` joins the streaks of frame ``k`` to those of
+frame ``k + 1`` (and, across a gap, up to ``max_gap`` frames later) when
+
+* their angles differ by at most ``angle_tol`` degrees,
+* each one's midpoint lies within ``offset_tol`` pixels of the other's line,
+* and they move consistently: the later streak's midpoint lies ahead of the
+  earlier one's along the line by at least ``min_advance`` of its length
+  (or, once a track has two members, within ``speed_tol`` of the
+  predicted position).
+
+Assignment is greedy by cost (angle + offset distances) and one-to-one per
+frame pair.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from astropy.table import Table, vstack
+
+from skysift.errors import InputError
+
+__all__ = ["link_streaks", "paint_lines", "same_line", "segment_overlap"]
+
+_NEEDED = ("x1", "y1", "x2", "y2")
+_FWHM_TO_SIGMA = 1.0 / (2.0 * math.sqrt(2.0 * math.log(2.0)))
+
+
+def _geom(row: dict[str, float]) -> tuple[float, float, float, float, float]:
+    x1, y1, x2, y2 = (float(row[c]) for c in _NEEDED)
+    mx, my = 0.5 * (x1 + x2), 0.5 * (y1 + y2)
+    theta = math.atan2(y2 - y1, x2 - x1) % math.pi
+    return mx, my, theta, math.hypot(x2 - x1, y2 - y1), 0.0
+
+
+def _line_dist(px: float, py: float, mx: float, my: float, theta: float) -> float:
+    return abs(-(px - mx) * math.sin(theta) + (py - my) * math.cos(theta))
+
+
+def link_streaks(
+    tables: Sequence[Table],
+    *,
+    angle_tol: float = 3.0,
+    offset_tol: float = 5.0,
+    min_advance: float = 0.2,
+    speed_tol: float = 0.5,
+    max_gap: int = 1,
+) -> Table:
+    """Link per-frame streak tables into tracks.
+
+    Parameters
+    ----------
+    tables : sequence of Table
+        One table per frame, in time order, each with columns ``x1, y1, x2,
+        y2`` (0-based pixels); other columns are kept. Empty tables are
+        allowed (a frame without streaks).
+    angle_tol : float, optional
+        Largest angle difference between two linked streaks, degrees. Default 3.
+    offset_tol : float, optional
+        Largest distance of a streak's midpoint from the other's line, pixels.
+        Default 5.
+    min_advance : float, optional
+        Smallest shift of the midpoint along the line between two linked
+        streaks, as a fraction of the earlier streak's length (an object
+        moves between exposures; a fixed artefact does not). Default 0.2.
+    speed_tol : float, optional
+        For a track with two or more members, largest difference between the
+        observed and the predicted (constant-velocity) midpoint, as a fraction
+        of the predicted shift. Default 0.5.
+    max_gap : int, optional
+        Frames that may be skipped (a missed detection) inside a track:
+        1 links only consecutive frames. Default 1.
+
+    Returns
+    -------
+    Table
+        All input rows stacked, with ``frame`` (index in ``tables``) and
+        ``track_id`` (1, 2, ... in order of first appearance; each streak
+        linked to no other gets its own id).
+
+    Raises
+    ------
+    InputError
+        If a table lacks ``x1, y1, x2, y2`` or a tolerance is not positive.
+    """
+    if angle_tol <= 0 or offset_tol <= 0 or min_advance < 0 or speed_tol <= 0 or max_gap < 1:
+        msg = (
+            "angle_tol, offset_tol and speed_tol must be > 0, min_advance >= 0 and max_gap >= 1; "
+            f"got {angle_tol}, {offset_tol}, {speed_tol}, {min_advance}, {max_gap}"
+        )
+        raise InputError(msg)
+    parts = []
+    for k, t in enumerate(tables):
+        missing = [c for c in _NEEDED if c not in t.colnames]
+        if missing:
+            msg = f"table {k} lacks the columns {missing} (needs x1, y1, x2, y2 in pixels)"
+            raise InputError(msg)
+        t = Table(t, copy=True)
+        t.meta = {}
+        t["frame"] = np.full(len(t), k, dtype=int)
+        parts.append(t)
+    if not parts:
+        out = Table(
+            names=(*_NEEDED, "frame", "track_id"), dtype=(float, float, float, float, int, int)
+        )
+        return out
+    out = vstack(parts, metadata_conflicts="silent") if len(parts) > 1 else parts[0]
+    n = len(out)
+    geo = [_geom(out[i]) for i in range(n)]
+    frames = np.asarray(out["frame"], dtype=int)
+    track = -np.ones(n, dtype=int)
+    prev: dict[int, int] = {}  # row -> linked predecessor row
+    atol = math.radians(angle_tol)
+    for k in range(len(tables)):
+        cur = np.flatnonzero(frames == k)
+        pairs = []
+        for i in cur:
+            mx, my, th, ln, _ = geo[i]
+            for gap in range(1, max_gap + 1):
+                for j in np.flatnonzero(frames == k + gap):
+                    nx, ny, th2, _, _ = geo[j]
+                    d = abs(th - th2)
+                    d = min(d, math.pi - d)
+                    if d > atol:
+                        continue
+                    off = max(_line_dist(nx, ny, mx, my, th), _line_dist(mx, my, nx, ny, th2))
+                    if off > offset_tol:
+                        continue
+                    adv = (nx - mx) * math.cos(th) + (ny - my) * math.sin(th)
+                    if abs(adv) < min_advance * max(ln, 1.0) * gap:
+                        continue
+                    p = prev.get(int(i))
+                    if p is not None:  # constant velocity: predicted shift per frame
+                        px, py, _, _, _ = geo[p]
+                        step = ((mx - px) * math.cos(th) + (my - py) * math.sin(th)) / max(
+                            frames[i] - frames[p], 1
+                        )
+                        if np.sign(step) != np.sign(adv) or abs(adv - step * gap) > speed_tol * abs(
+                            step * gap
+                        ):
+                            continue
+                    pairs.append(
+                        (math.degrees(d) / angle_tol + off / offset_tol + (gap - 1), int(i), int(j))
+                    )
+        used_i: set[int] = set()
+        used_j: set[int] = set()
+        for _, i, j in sorted(pairs):
+            if i in used_i or j in used_j or j in prev:
+                continue
+            used_i.add(i)
+            used_j.add(j)
+            prev[j] = i
+    next_id = 1
+    for i in range(n):  # rows are in frame order: a predecessor always comes first
+        p = prev.get(i)
+        if p is not None:
+            track[i] = track[p]
+        else:
+            track[i] = next_id
+            next_id += 1
+    out["track_id"] = track
+    return out
+
+
+# --------------------------------------------------------------------------- line geometry
+
+
+def paint_lines(
+    shape: tuple[int, int],
+    lines: Table,
+    *,
+    diameter: float | None = None,
+    scores: bool = False,
+) -> np.ndarray:
+    """Paint capsules along lines: a boolean mask, or a per-pixel score map.
+
+    Parameters
+    ----------
+    shape : (int, int)
+        Image shape (H, W).
+    lines : Table
+        With ``x1, y1, x2, y2, width, significance`` (see :class:`RadonResult`).
+    diameter : float, optional
+        Capsule diameter in pixels. Default: each line's ``width``.
+    scores : bool, optional
+        False (default): boolean mask, ``True`` inside a capsule. True: float32
+        map of ``significance * exp(-d^2 / (2 s^2))`` with ``d`` the distance
+        to the segment and ``s = width / 2.355``, over a capsule of twice the
+        diameter; the maximum over lines.
+
+    Returns
+    -------
+    ndarray of bool or float32, shape (H, W)
+    """
+    h, w = shape
+    out = np.zeros((h, w), dtype=np.float32 if scores else bool)
+    for r in lines:
+        x1, y1, x2, y2 = float(r["x1"]), float(r["y1"]), float(r["x2"]), float(r["y2"])
+        dia = float(r["width"]) if diameter is None else float(diameter)
+        rad = max(dia, 1.0) / 2.0 * (2.0 if scores else 1.0)
+        c0 = max(int(math.floor(min(x1, x2) - rad)), 0)
+        c1 = min(int(math.ceil(max(x1, x2) + rad)) + 1, w)
+        r0 = max(int(math.floor(min(y1, y2) - rad)), 0)
+        r1 = min(int(math.ceil(max(y1, y2) + rad)) + 1, h)
+        if c0 >= c1 or r0 >= r1:
+            continue
+        gy, gx = np.mgrid[r0:r1, c0:c1].astype(np.float64)
+        dx, dy = x2 - x1, y2 - y1
+        l2 = dx * dx + dy * dy
+        t = np.clip(((gx - x1) * dx + (gy - y1) * dy) / l2, 0, 1) if l2 > 0 else 0.0
+        d2 = (gx - x1 - t * dx) ** 2 + (gy - y1 - t * dy) ** 2
+        inside = d2 <= rad * rad
+        if scores:
+            s = max(dia, 1.0) * _FWHM_TO_SIGMA
+            val = np.where(inside, float(r["significance"]) * np.exp(-0.5 * d2 / (s * s)), 0.0)
+            sub = out[r0:r1, c0:c1]
+            np.maximum(sub, val.astype(np.float32), out=sub)
+        else:
+            out[r0:r1, c0:c1] |= inside
+    return out
+
+
+# --------------------------------------------------------------------------- the finder
+
+
+def segment_overlap(a: Any, b: Any, tol: float) -> float:
+    """Fraction of segment ``a`` lying within ``tol`` pixels of segment ``b``."""
+    n = max(int(math.hypot(a.x2 - a.x1, a.y2 - a.y1)), 2)
+    t = np.linspace(0.0, 1.0, n)
+    px, py = a.x1 + t * (a.x2 - a.x1), a.y1 + t * (a.y2 - a.y1)
+    dx, dy = b.x2 - b.x1, b.y2 - b.y1
+    l2 = dx * dx + dy * dy
+    u = np.clip(((px - b.x1) * dx + (py - b.y1) * dy) / l2, 0, 1) if l2 > 0 else 0.0
+    d2 = (px - b.x1 - u * dx) ** 2 + (py - b.y1 - u * dy) ** 2
+    return float(np.mean(d2 <= tol * tol))
+
+
+def same_line(a: Any, b: Any, tol: float) -> bool:
+    """Two segments lie on one line: angles within ~2 deg*, and a's midpoint within ``tol`` of b's line."""
+    ta = math.atan2(a.y2 - a.y1, a.x2 - a.x1) % math.pi
+    tb = math.atan2(b.y2 - b.y1, b.x2 - b.x1) % math.pi
+    d = abs(ta - tb)
+    d = min(d, math.pi - d)
+    lb = math.hypot(b.x2 - b.x1, b.y2 - b.y1)
+    if lb == 0:
+        return False
+    atol = max(math.radians(3.0), 2.0 * tol / max(lb, 1.0))
+    if d > atol:
+        return False
+    mx, my = 0.5 * (a.x1 + a.x2), 0.5 * (a.y1 + a.y2)
+    dist = abs((mx - b.x1) * (b.y2 - b.y1) - (my - b.y1) * (b.x2 - b.x1)) / lb
+    return dist <= tol

@@ -1,0 +1,284 @@
+"""Tests of the Radon matched-filter streak detector, the FRT and streak linking."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from astropy.table import Table
+
+from skysift.errors import InputError
+from skysift.simulation.streaks import render_streak
+from skysift.streaks.frt import frt, frt_levels, line_pixels
+from skysift.streaks.linking import link_streaks, paint_lines
+from skysift.streaks.radon import RadonStreakFinder
+
+SIGMA = 10.0  # background noise, ADU
+FWHM = 2.5
+
+
+def _noise(shape, seed):
+    rng = np.random.default_rng(seed)
+    return (200.0 + rng.normal(0.0, SIGMA, shape)).astype(np.float32), rng
+
+
+def _streak_image(seed, x1, y1, x2, y2, snr_int, shape=(256, 256)):
+    """Noise + a streak whose matched-filter SNR (integrated along its length) is ``snr_int``."""
+    img, rng = _noise(shape, seed)
+    length = math.hypot(x2 - x1, y2 - y1)
+    # matched filter of a Gaussian line: SNR = lambda * sqrt(L) / (sigma * (4 pi s^2)^(1/4)),
+    # lambda the flux per pixel of length, s = FWHM / 2.355
+    s = FWHM / 2.355
+    lam = snr_int * SIGMA * (4 * math.pi * s * s) ** 0.25 / math.sqrt(length)
+    streak, truth = render_streak(shape, x1, y1, x2, y2, lam * length, FWHM, sigma=SIGMA)
+    return img + streak.astype(np.float32), truth
+
+
+def _endpoint_error(row, x1, y1, x2, y2):
+    a = max(math.hypot(row["x1"] - x1, row["y1"] - y1), math.hypot(row["x2"] - x2, row["y2"] - y2))
+    b = max(math.hypot(row["x1"] - x2, row["y1"] - y2), math.hypot(row["x2"] - x1, row["y2"] - y1))
+    return min(a, b)
+
+
+def _angle_error(row, x1, y1, x2, y2):
+    t = math.degrees(math.atan2(y2 - y1, x2 - x1)) % 180
+    d = abs(float(row["angle"]) - t)
+    return min(d, 180 - d)
+
+
+# --------------------------------------------------------------------------- FRT
+
+
+def test_frt_matches_brute_force_line_sums():
+    rng = np.random.default_rng(3)
+    img = rng.normal(size=(6, 8))
+    sums, pad = frt(img)
+    ny, nx = img.shape
+    for s in range(8):
+        off = line_pixels(8, s)
+        for j in range(sums.shape[1]):
+            rows = j - pad + off
+            ok = (rows >= 0) & (rows < ny)
+            brute = img[rows[ok], np.arange(8)[ok]].sum()
+            assert sums[s, j] == pytest.approx(brute, abs=1e-12)
+    # partial levels: blocks of 4 columns
+    lv = next(iter(frt_levels(img, min_level=2)))
+    assert lv.width == 4
+    b, s, j = 1, 3, pad + 2
+    rows = j - pad + line_pixels(4, s)
+    ok = (rows >= 0) & (rows < ny)
+    assert lv.sums[b, s, j] == pytest.approx(img[rows[ok], 4 + np.arange(4)[ok]].sum(), abs=1e-12)
+
+
+def test_frt_line_is_a_straight_digital_line():
+    off = line_pixels(64, 21)
+    ideal = 21 / 63 * np.arange(64)
+    assert off[0] == 0 and off[-1] == 21
+    assert np.max(np.abs(off - ideal)) <= 1.0
+
+
+# --------------------------------------------------------------------------- detection
+
+
+@pytest.mark.parametrize(
+    ("seed", "ends"),
+    [
+        (1, (40.3, 60.2, 210.7, 150.9)),
+        (2, (200.0, 30.0, 120.0, 230.0)),
+        (3, (30.0, 128.0, 220.0, 131.0)),
+    ],
+)
+def test_finds_streak_of_integrated_snr_15(seed, ends):
+    # 30 random streaks of SNR 15 (docs/streaks_radon.md): endpoint error median 3 px, 90 % 7.6 px
+    img, _ = _streak_image(seed, *ends, snr_int=15.0)
+    res = RadonStreakFinder(psf_fwhm=FWHM)(img)
+    assert len(res.lines) == 1
+    row = res.lines[0]
+    assert _endpoint_error(row, *ends) < 10.0  # px
+    assert _angle_error(row, *ends) < 1.0  # degrees
+    assert 9.0 < row["significance"] < 18.0  # about 0.8 of the injected 15 sigma (high-pass loss)
+    assert res.statistic == pytest.approx(row["significance"])
+    assert res.mask.sum() > 100
+
+
+@pytest.mark.parametrize("seed", [11, 12])
+def test_finds_streak_of_integrated_snr_10(seed):
+    ends = (25.0, 200.0, 230.0, 90.0)
+    img, _ = _streak_image(seed, *ends, snr_int=10.0)
+    res = RadonStreakFinder(psf_fwhm=FWHM)(img)
+    assert len(res.lines) == 1
+    length = math.hypot(ends[2] - ends[0], ends[3] - ends[1])
+    assert _endpoint_error(res.lines[0], *ends) < 0.25 * length
+    assert _angle_error(res.lines[0], *ends) < 2.0
+
+
+def test_bright_streak_endpoints_width_and_flux():
+    ends = (50.0, 70.0, 190.0, 180.0)
+    img, truth = _streak_image(4, *ends, snr_int=60.0)
+    res = RadonStreakFinder(psf_fwhm=FWHM)(img)
+    row = res.lines[0]
+    assert _endpoint_error(row, *ends) < 2.5
+    assert _angle_error(row, *ends) < 0.3
+    assert abs(row["width"] - FWHM) < 0.8
+    true_flux = float(truth.table["flux"][0])
+    assert row["flux"] == pytest.approx(true_flux, rel=0.15)
+    # the painted mask covers most of the truth capsule
+    assert (res.mask & truth.mask).sum() / truth.mask.sum() > 0.8
+
+
+def test_streak_found_with_nan_pixels_and_mask():
+    ends = (30.0, 40.0, 220.0, 200.0)
+    img, _ = _streak_image(5, *ends, snr_int=15.0)
+    img[100:120, 10:60] = np.nan  # NaN pixels are ignored
+    bad = np.zeros(img.shape, bool)
+    bad[:20, 200:] = True
+    res = RadonStreakFinder(psf_fwhm=FWHM)(img, mask=bad)
+    assert len(res.lines) == 1
+    assert _endpoint_error(res.lines[0], *ends) < 5.0
+
+
+def test_no_false_streak_in_noise_at_calibrated_rate():
+    finder = RadonStreakFinder(psf_fwhm=FWHM, false_alarm_rate=1e-3)
+    stats = []
+    for seed in range(10, 20):
+        img, _ = _noise((256, 256), seed)
+        res = finder(img)
+        assert len(res.lines) == 0
+        assert res.mask.sum() == 0
+        stats.append(res.statistic)
+    assert max(stats) < finder.threshold_for((256, 256))
+
+
+def test_no_false_streak_on_star_field():
+    img, rng = _noise((256, 256), 30)
+    yy, xx = np.mgrid[0:256, 0:256]
+    s = FWHM / 2.355
+    for _ in range(150):  # stars from 3 to 3000 sigma peak, some in rows
+        x, y = rng.uniform(5, 250, 2)
+        peak = SIGMA * 10 ** rng.uniform(0.5, 3.5)
+        img += (peak * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * s * s))).astype(np.float32)
+    res = RadonStreakFinder(psf_fwhm=FWHM)(img)
+    assert len(res.lines) == 0
+
+
+def test_significance_map_and_paint():
+    ends = (40.0, 40.0, 200.0, 60.0)
+    img, truth = _streak_image(6, *ends, snr_int=30.0)
+    res = RadonStreakFinder(psf_fwhm=FWHM, significance_map=True)(img)
+    smap = res.significance_map
+    assert smap is not None and smap.shape == img.shape
+    # the map peaks on the streak's line with its significance
+    assert smap.max() == pytest.approx(res.lines[0]["significance"], rel=0.05)
+    assert smap[truth.mask].mean() > 5 * max(smap[~truth.mask].mean(), 1e-6)
+    painted = paint_lines(img.shape, res.lines, diameter=FWHM)
+    assert painted[truth.mask].mean() > 0.8
+
+
+def test_triage_statistic_separates_streak_from_noise():
+    finder = RadonStreakFinder(psf_fwhm=FWHM)
+    img, _ = _streak_image(7, 20.0, 20.0, 230.0, 200.0, snr_int=20.0)
+    noise, _ = _noise((256, 256), 8)
+    assert finder.triage(img) > finder.threshold_for(img.shape)
+    assert finder.triage(noise) < finder.threshold_for(img.shape)
+
+
+# --------------------------------------------------------------------------- linking
+
+
+def test_link_streaks_three_frames():
+    # object A moves along y = 0.5 x + 10, 40 px per frame; object B is another line
+    tabs = []
+    for k in range(3):
+        xa = 20 + 40 * k
+        rows = [(xa, 0.5 * xa + 10, xa + 30, 0.5 * (xa + 30) + 10)]
+        xb = 200 - 35 * k
+        rows.append((xb, 150.0, xb - 25, 150.0))
+        if k == 1:
+            rows.append((50.0, 200.0, 52.0, 120.0))  # an unrelated streak in one frame
+        tabs.append(Table(rows=rows, names=("x1", "y1", "x2", "y2")))
+    out = link_streaks(tabs)
+    assert len(out) == 7
+    assert list(out["frame"]) == [0, 0, 1, 1, 1, 2, 2]
+    ta = out["track_id"][[0, 2, 5]]
+    tb = out["track_id"][[1, 3, 6]]
+    assert len(set(ta)) == 1 and len(set(tb)) == 1 and ta[0] != tb[0]
+    assert out["track_id"][4] not in (ta[0], tb[0])
+
+
+def test_link_streaks_rejects_static_and_backwards():
+    same = Table(rows=[(10.0, 10.0, 60.0, 10.0)], names=("x1", "y1", "x2", "y2"))
+    out = link_streaks([same, same, same])  # a fixed artefact: no motion, no track
+    assert len(set(out["track_id"])) == 3
+    fwd = [
+        Table(rows=[(x, 10.0, x + 30, 10.0)], names=("x1", "y1", "x2", "y2")) for x in (0, 40, 0)
+    ]
+    out = link_streaks(fwd)  # the third frame jumps back: not the same constant motion
+    assert out["track_id"][0] == out["track_id"][1] != out["track_id"][2]
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def test_errors():
+    finder = RadonStreakFinder()
+    with pytest.raises(InputError, match="2-D image"):
+        finder(np.zeros((3, 64, 64)))
+    with pytest.raises(InputError, match="at least 16x16"):
+        finder(np.zeros((8, 64)))
+    with pytest.raises(InputError, match="mask shape"):
+        finder(np.zeros((64, 64)), mask=np.zeros((32, 32), bool))
+    with pytest.raises(InputError, match="every pixel is masked or not finite"):
+        finder(np.full((64, 64), np.nan))
+    with pytest.raises(InputError, match="real-valued"):
+        finder(np.zeros((64, 64), complex))
+    with pytest.raises(InputError, match="2-D image"):
+        finder.triage(np.zeros(64))
+    with pytest.raises(InputError, match="psf_fwhm"):
+        RadonStreakFinder(psf_fwhm=0)
+    with pytest.raises(InputError, match="false_alarm_rate"):
+        RadonStreakFinder(false_alarm_rate=1.5)
+    with pytest.raises(InputError, match="threshold_sigma"):
+        RadonStreakFinder(threshold_sigma=float("nan"))
+    with pytest.raises(InputError, match="triage_size"):
+        RadonStreakFinder(triage_size=8)
+    with pytest.raises(InputError, match="min_length"):
+        RadonStreakFinder(min_length=1)
+    with pytest.raises(InputError, match="2-D image"):
+        frt(np.zeros(5))
+    with pytest.raises(InputError, match="non-empty"):
+        frt(np.zeros((0, 4)))
+    with pytest.raises(InputError, match="power of two"):
+        line_pixels(6, 1)
+    with pytest.raises(InputError, match="lacks the columns"):
+        link_streaks([Table({"x1": [1.0]})])
+    with pytest.raises(InputError, match="angle_tol"):
+        link_streaks([], angle_tol=0)
+
+
+def test_threshold_follows_false_alarm_rate():
+    strict = RadonStreakFinder(false_alarm_rate=1e-6).threshold_for((512, 512))
+    loose = RadonStreakFinder(false_alarm_rate=1e-2).threshold_for((512, 512))
+    assert strict > loose > 4.0
+    assert RadonStreakFinder(threshold_sigma=7.5).threshold_for((512, 512)) == 7.5
+
+
+def test_cli_streaks_method_radon_on_the_real_streak_frame(tmp_path, capsys):
+    """``skysift streaks long.fits --method radon``: the ASTRiDE streak within 5 px of the
+    C pipeline's box (x 20..342, y 309..338), measured with the pipeline's columns."""
+    from pathlib import Path
+
+    from astropy.table import Table
+
+    from skysift.cli import main
+
+    path = Path(__file__).parent / "data" / "astride_streak" / "long.fits"
+    out = tmp_path / "out"
+    assert main(["streaks", str(path), "--method", "radon", "--out", str(out)]) == 0
+    t = Table.read(out / "long.streaks.ecsv")
+    assert len(t) >= 1
+    best = t[int(np.argmax(t["length"]))]
+    xs = sorted([float(best["x1"]), float(best["x2"])])
+    ys = [float(best["y1"]), float(best["y2"])]
+    assert abs(xs[0] - 20) < 5 and abs(xs[1] - 342) < 5
+    assert all(309 - 5 <= y <= 338 + 5 for y in ys)
