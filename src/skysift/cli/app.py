@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -10,6 +11,7 @@ import typer
 from tqdm import tqdm
 
 from skysift import __version__
+from skysift.errors import InputError
 
 app = typer.Typer(
     name="skysift",
@@ -55,7 +57,11 @@ class stage_bar:  # noqa: N801 - used as a context manager, like a function
 
     def __enter__(self):  # noqa: ANN204
 
-        self.bar = tqdm(total=100, unit="%", leave=False, file=sys.stderr, disable=None)
+        # hidden with --quiet (the skysift logger set above INFO), and when not a terminal
+        quiet = logging.getLogger("skysift").level > logging.INFO
+        self.bar = tqdm(
+            total=100, unit="%", leave=False, file=sys.stderr, disable=True if quiet else None
+        )
         self.stage = ""
         return self
 
@@ -80,6 +86,7 @@ def _version_callback(value: bool) -> None:
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     version: Annotated[
         bool,
         typer.Option(
@@ -89,5 +96,21 @@ def _root(
             help="Print the version and exit.",
         ),
     ] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Also show debug messages.")
+    ] = False,
+    quiet: Annotated[
+        bool,
+        typer.Option("--quiet", "-q", help="Only warnings and errors: no progress bars."),
+    ] = False,
 ) -> None:
     """skysift: stars, streaks, meteors and bolides in night-sky images and videos."""
+    if verbose and quiet:
+        msg = "--verbose and --quiet cannot be used together"
+        raise InputError(msg)
+    if verbose or quiet:
+        # the level of the "skysift" logger; progress bars are hidden above INFO
+        log = logging.getLogger("skysift")
+        before = log.level
+        log.setLevel(logging.DEBUG if verbose else logging.WARNING)
+        ctx.call_on_close(lambda: log.setLevel(before))

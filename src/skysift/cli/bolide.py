@@ -25,6 +25,7 @@ from skysift.cli.app import (
 )
 from skysift.errors import NoDetectionsWarning
 from skysift.outputs import ensure_out_dir, write_table
+from skysift.outputs.files import prepared_out_dir
 from skysift.simulation.generate import load_config
 
 
@@ -67,8 +68,12 @@ def bolide(
 ) -> None:
     """Calibrated light curve of the bolide in a meteor-camera video."""
 
-    out_dir = ensure_out_dir(out, video.stem)
-    with stage_bar() as progress, warnings.catch_warnings(record=True) as caught:
+    # a run that fails before writing anything leaves no empty folder behind
+    with (
+        prepared_out_dir(out, video.stem) as out_dir,
+        stage_bar() as progress,
+        warnings.catch_warnings(record=True) as caught,
+    ):
         warnings.simplefilter("always", NoDetectionsWarning)
         result = run_bolide(
             video, out_dir, calibration=calibration, site=site, time=time, fps=fps,
@@ -87,15 +92,16 @@ def trails(
 ) -> None:
     """Meteor trails in single long exposures (one table per image)."""
 
-    out_dir = ensure_out_dir(out, "trails")
-    for path in images:
-        table, written = find_trails_in(path, out_dir)
-        typer.echo(f"{path.name}: {len(table)} trail(s) -> {written}")
-        for r in table:
-            typer.echo(
-                f"  ({r['x1']:.0f}, {r['y1']:.0f}) -> ({r['x2']:.0f}, {r['y2']:.0f}), "
-                f"{r['length']:.0f} px, SNR {r['snr']:.1f}"
-            )
+    # a run that fails before writing anything leaves no empty folder behind
+    with prepared_out_dir(out, "trails") as out_dir:
+        for path in images:
+            table, written = find_trails_in(path, out_dir)
+            typer.echo(f"{path.name}: {len(table)} trail(s) -> {written}")
+            for r in table:
+                typer.echo(
+                    f"  ({r['x1']:.0f}, {r['y1']:.0f}) -> ({r['x2']:.0f}, {r['y2']:.0f}), "
+                    f"{r['length']:.0f} px, SNR {r['snr']:.1f}"
+                )
 
 
 @app.command()

@@ -849,7 +849,11 @@ def read_frame(
     if len(result) == 1:
         return result[0]
     what = "a folder" if Path(path).is_dir() else "a sequence"
-    msg = f"{path}: {what} of several frames, not one image; use read_sequence()"
+    msg = (
+        f"{path}: {what} of several frames, not one image: give a single image file "
+        "(`skysift bolide` reads videos, cubes and folders of frames; "
+        "in Python: skysift.io.read_sequence())"
+    )
     raise InputError(msg)
 
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
+import socket
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,7 +18,90 @@ from astropy.table import Table
 
 from skysift.errors import InputError
 
-__all__ = ["atomic_path", "write_table", "write_json", "ensure_out_dir"]
+__all__ = [
+    "atomic_path",
+    "write_table",
+    "write_json",
+    "ensure_out_dir",
+    "prepared_out_dir",
+    "clean_stale_temps",
+]
+
+#: Temporary files of :func:`atomic_path`: ``.NAME.HOST-PID-RANDOM.tmpSUFFIX``
+#: (HOST: 6 hexadecimal digits of the host name's SHA-256), and the older
+#: ``.NAME.RANDOM.tmpSUFFIX`` (RANDOM: mkstemp's 8 characters).
+_TEMP = re.compile(r"^\..+\.(?:(?P<host>[0-9a-f]{6})-(?P<pid>\d+)-)?[a-z0-9_]{8}\.tmp(?:\.[^.]*)?$")
+#: Age after which a temporary file of an unknown writer (another host, an older
+#: skysift) is taken as abandoned, in seconds.
+_ABANDONED_S = {"other_host": 24 * 3600.0, "unknown": 3600.0}
+
+
+def _host_tag() -> str:
+    return hashlib.sha256(socket.gethostname().encode("utf-8", "replace")).hexdigest()[:6]
+
+
+def _alive(pid: int) -> bool:
+    """Is process ``pid`` running on this computer? (POSIX; elsewhere assumed so.)"""
+    if pid == os.getpid():
+        return True
+    if os.name != "posix":
+        return True  # os.kill(pid, 0) would terminate the process on Windows
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, owned by another user
+    return True
+
+
+def clean_stale_temps(folder: str | os.PathLike[str]) -> list[Path]:
+    """Remove the temporary files that killed runs left in ``folder``.
+
+    :func:`atomic_path` removes its temporary file when its body fails; only a
+    run killed outright (SIGKILL, out of memory, power loss) leaves one, as a
+    hidden ``.NAME.*.tmpSUFFIX``. A temporary file is removed when the process
+    that wrote it no longer runs on this computer, or, when its writer is not
+    known (another computer sharing the folder, an older skysift), when it has
+    not changed for 24 hours (1 hour for an older skysift's). Files of running
+    writers and every other file are left alone.
+
+    Parameters
+    ----------
+    folder : path
+        An output folder (not searched recursively; a missing folder is fine).
+
+    Returns
+    -------
+    list of Path
+        The files removed.
+    """
+    removed = []
+    folder = Path(folder)
+    if not folder.is_dir():
+        return removed
+    here = _host_tag()
+    now = time.time()
+    for entry in folder.iterdir():
+        m = _TEMP.match(entry.name)
+        if m is None:
+            continue
+        try:
+            if not entry.is_file() or entry.is_symlink():
+                continue
+            age = now - entry.stat().st_mtime
+            if m["pid"] is None:
+                stale = age > _ABANDONED_S["unknown"]
+            elif m["host"] == here:
+                stale = not _alive(int(m["pid"]))
+            else:
+                stale = age > _ABANDONED_S["other_host"]
+            if stale:
+                entry.unlink()
+                removed.append(entry)
+        except OSError:
+            continue  # gone meanwhile, or not ours to remove
+    return removed
 
 
 def _umask() -> int:
@@ -28,12 +115,17 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it to ``path`` on success.
 
     If the body raises, the temporary file is removed and ``path`` is left as
-    it was, so nothing already written is lost.
+    it was, so nothing already written is lost. A run killed outright leaves
+    the hidden temporary file; :func:`clean_stale_temps` (called by
+    :func:`ensure_out_dir`) removes it on the next run.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    # the host and process in the name let a later run remove it if this one is killed
     fd, tmp = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent
+        prefix=f".{path.name}.{_host_tag()}-{os.getpid()}-",
+        suffix=".tmp" + path.suffix,
+        dir=path.parent,
     )
     os.close(fd)
     tmp_path = Path(tmp)
@@ -100,4 +192,46 @@ def ensure_out_dir(out: str | os.PathLike[str] | None, stem: str) -> Path:
     except OSError as err:
         msg = f"--out {path}: the output folder is not writable ({err.strerror or err})"
         raise InputError(msg) from None
+    clean_stale_temps(path)
     return path
+
+
+@contextmanager
+def prepared_out_dir(out: str | os.PathLike[str] | None, stem: str) -> Iterator[Path]:
+    """:func:`ensure_out_dir` that takes back the folders it made if the body fails.
+
+    When the body raises (an unreadable input, Ctrl+C) before anything was
+    written into the output folder, the folder is removed again, with any
+    parents this call created, so a failed command leaves no empty folders.
+    A folder that existed before, or that holds anything, is never removed.
+
+    Parameters
+    ----------
+    out, stem
+        As :func:`ensure_out_dir`.
+
+    Yields
+    ------
+    Path
+        The output folder.
+
+    Raises
+    ------
+    InputError
+        As :func:`ensure_out_dir`.
+    """
+    path = Path(out) if out is not None else Path.cwd() / "skysift-out" / stem
+    made = []
+    probe = path.absolute()
+    while not probe.exists() and probe != probe.parent:
+        made.append(probe)
+        probe = probe.parent
+    try:
+        yield ensure_out_dir(out, stem)
+    except BaseException:
+        for p in made:  # innermost first; rmdir refuses a folder that holds anything
+            try:
+                p.rmdir()
+            except OSError:
+                break
+        raise

@@ -9,6 +9,9 @@ needs the ``learn`` extra), ``"classical"`` (no learning,
 
 from __future__ import annotations
 
+import hashlib
+import logging
+import numbers
 import os
 import warnings
 from collections.abc import Callable
@@ -26,7 +29,7 @@ from skysift.detection.stars import detect_stars, median_fwhm
 from skysift.errors import InputError, NoDetectionsWarning
 from skysift.io import read_frame
 from skysift.io.frame import Frame
-from skysift.outputs.files import atomic_path, write_table
+from skysift.outputs.files import atomic_path, clean_stale_temps, write_table
 from skysift.streaks.detection import ClassicalStreakFinder, StreakDetection
 from skysift.streaks.hough import HoughStreakFinder
 from skysift.streaks.learned import LearnedStreakFinder, StreakSegmenter
@@ -40,6 +43,8 @@ __all__ = [
     "find_streaks",
     "run_streaks",
     "make_streak_finder",
+    "output_stem",
+    "output_stems",
     "STREAK_METHODS",
 ]
 
@@ -241,7 +246,11 @@ def _outputs(out_dir: Path, stem: str) -> tuple[Path, Path, Path]:
 
 
 def output_stem(path: Path) -> str:
-    """The stem of an input's output files (``x.fits.gz`` -> ``x``)."""
+    """The stem of an input's output files (``x.fits.gz`` -> ``x``).
+
+    Several inputs of one run may share a stem; :func:`output_stems` makes
+    their names unique.
+    """
     name = path.name
     for suffix in (".fits.gz", ".fits.fz", ".fit.gz"):
         if name.lower().endswith(suffix):
@@ -249,12 +258,83 @@ def output_stem(path: Path) -> str:
     return path.stem
 
 
-def _write_outputs(res: StreakResult, paths: tuple[Path, Path, Path], threshold: float) -> None:
+def _path_hash(path: Path) -> str:
+    return hashlib.sha256(str(path.resolve()).encode("utf-8")).hexdigest()[:8]
+
+
+def output_stems(files: list[Path]) -> list[str]:
+    """Unique output stems of a run's inputs, in the order of ``files``.
+
+    An input whose stem no other input of the run shares keeps its stem
+    (``img0.fits`` -> ``img0``). Inputs sharing a stem keep their file name
+    with its suffix when that tells them apart (``x.fits`` and ``x.png`` ->
+    ``x.fits``, ``x.png``); otherwise (``a/x.fits`` and ``b/x.fits``) the stem
+    gets ``-`` and 8 hexadecimal digits of the SHA-256 of the resolved path
+    (``x-3fa2c1d0``), the same on every run. Names are compared ignoring case
+    (case-insensitive file systems); the same file given twice gets the same
+    stem.
+
+    Parameters
+    ----------
+    files : list of Path
+        The inputs.
+
+    Returns
+    -------
+    list of str
+        One stem per input.
+    """
+    files = [Path(f) for f in files]
+    resolved = [str(f.resolve()) for f in files]
+    stems = [output_stem(f) for f in files]
+
+    def clashes(names: list[str]) -> set[int]:
+        owners: dict[str, set[str]] = {}
+        for name, real in zip(names, resolved, strict=True):
+            owners.setdefault(name.casefold(), set()).add(real)
+        return {i for i, n in enumerate(names) if len(owners[n.casefold()]) > 1}
+
+    names = list(stems)
+    for i in clashes(names):
+        names[i] = files[i].name
+    for i in clashes(names):
+        names[i] = f"{stems[i]}-{_path_hash(files[i])}"
+    return names
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _reusable(paths: tuple[Path, Path, Path], digest: str, params: dict[str, Any]) -> Table | None:
+    """The stored table of an earlier result of the same input and parameters, else None."""
+    if not all(q.is_file() for q in paths):
+        return None
+    try:
+        t = Table.read(paths[0], format="ascii.ecsv")
+    except Exception:  # noqa: BLE001 - a damaged result is recomputed, whatever the parser says
+        return None
+    if t.meta.get("input_sha256") != digest or t.meta.get("params") != params:
+        return None
+    return t
+
+
+def _write_outputs(
+    res: StreakResult,
+    paths: tuple[Path, Path, Path],
+    threshold: float,
+    provenance: dict[str, Any] | None = None,
+) -> None:
 
     ecsv, prob_path, mask_path = paths
     cols = _TABLE_COLUMNS + [c for c in _SKY if c in res.table.colnames]
     table = res.table[cols]
     table.meta["p_streak"] = res.p_streak
+    table.meta.update(provenance or {})
     with atomic_path(prob_path) as tmp:
         fits.PrimaryHDU(res.prob.astype(np.float32)).writeto(tmp, overwrite=True)
     mask = np.where(res.prob >= threshold, 255, 0).astype(np.uint8)
@@ -274,15 +354,19 @@ def run_streaks(
     threshold: float = 0.5,
     segment_all: bool = False,
     resume: bool = True,
-    progress: bool = True,
+    progress: bool | None = None,
+    on_image: Callable[[int, int, Path], None] | None = None,
 ) -> Table:
     """Find streaks in many images and write the results.
 
     For each image ``STEM``: ``STEM.streaks.ecsv`` (``x1, y1, x2, y2, length,
     angle, width, flux, snr, score`` and ``ra1, dec1, ra2, dec2`` when the
-    frame has a WCS; ``p_streak`` in its meta), ``STEM.prob.fits`` (float32,
-    the image shape) and ``STEM.mask.png`` (uint8, 255 = streak); then
-    ``summary.ecsv`` (``file, p_streak, n_streaks, error``).
+    frame has a WCS; in its meta ``p_streak``, the input's path and SHA-256
+    ``input_sha256`` and the ``params`` it was found with), ``STEM.prob.fits``
+    (float32, the image shape) and ``STEM.mask.png`` (uint8, 255 = streak);
+    then ``summary.ecsv`` (``file, p_streak, n_streaks, error, stem``).
+    ``STEM`` is the input's stem, made unique among the run's inputs by
+    :func:`output_stems` (``x.fits`` and ``x.png`` -> ``x.fits``, ``x.png``).
 
     Parameters
     ----------
@@ -293,10 +377,15 @@ def run_streaks(
     method, threshold, segment_all
         See :func:`find_streaks`.
     resume : bool, optional
-        Skip images whose three outputs exist (their summary rows are read
-        back from the ECSVs). Default True.
+        Reuse an image's earlier result when its three outputs exist and were
+        made from the same input content (SHA-256) with the same ``method``,
+        ``threshold`` and ``segment_all``; any other image is searched again
+        and its outputs replaced. Default True.
     progress : bool, optional
-        Show a tqdm progress bar. Default True.
+        Show a tqdm progress bar. Default: shown unless the ``skysift`` logger
+        is set above INFO (as ``skysift --quiet`` does).
+    on_image : callable, optional
+        ``on_image(i, n, path)``, called before image ``i`` (0-based) of ``n``.
 
     Returns
     -------
@@ -307,10 +396,18 @@ def run_streaks(
     Raises
     ------
     InputError
-        If ``inputs`` names no image or an unknown ``method``.
+        If ``inputs`` names no image or an unknown ``method``, or ``threshold``
+        is not in (0, 1].
     """
 
     finder = make_streak_finder(method, segment_all=segment_all)
+    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real):
+        msg = f"threshold must be a number in (0, 1], got {threshold!r}"
+        raise InputError(msg)
+    if not 0.0 < float(threshold) <= 1.0:
+        msg = f"threshold must be in (0, 1], got {threshold!r}"
+        raise InputError(msg)
+    params = {"method": method, "threshold": float(threshold), "segment_all": bool(segment_all)}
     if isinstance(inputs, str | os.PathLike):
         p = Path(inputs)
         if p.is_dir():
@@ -326,26 +423,38 @@ def run_streaks(
         raise InputError(msg)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    clean_stale_temps(out)  # left by a killed run
+    stems = output_stems(files)
     rows = []
-    for path in tqdm(files, desc="streaks", unit="image", disable=not progress):
-        paths = _outputs(out, output_stem(path))
-        if resume and all(q.exists() for q in paths):
-            t = Table.read(paths[0], format="ascii.ecsv")
-            rows.append((str(path), float(t.meta.get("p_streak", np.nan)), len(t), ""))
+    if progress is None:
+        progress = logging.getLogger("skysift").level <= logging.INFO
+    bar = tqdm(files, desc="streaks", unit="image", disable=not progress)
+    for i, (path, stem) in enumerate(zip(bar, stems, strict=True)):
+        if on_image is not None:
+            on_image(i, len(files), path)
+        paths = _outputs(out, stem)
+        try:
+            digest = _sha256(path)
+        except OSError:
+            digest = ""  # unreadable: find_streaks says why in one line
+        t = _reusable(paths, digest, params) if resume and digest else None
+        if t is not None:
+            rows.append((str(path), float(t.meta.get("p_streak", np.nan)), len(t), "", stem))
             continue
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", NoDetectionsWarning)
                 res = find_streaks(path, threshold=threshold, finder=finder)
         except InputError as err:
-            rows.append((str(path), np.nan, -1, str(err).splitlines()[0]))
+            rows.append((str(path), np.nan, -1, str(err).splitlines()[0], stem))
             continue
-        _write_outputs(res, paths, threshold)
-        rows.append((str(path), res.p_streak, len(res.table), ""))
+        provenance = {"input": str(path), "input_sha256": digest, "params": params}
+        _write_outputs(res, paths, threshold, provenance)
+        rows.append((str(path), res.p_streak, len(res.table), "", stem))
     summary = Table(
         rows=rows or None,
-        names=["file", "p_streak", "n_streaks", "error"],
-        dtype=[str, float, int, str],
+        names=["file", "p_streak", "n_streaks", "error", "stem"],
+        dtype=[str, float, int, str, str],
     )
     write_table(summary, out / "summary.ecsv")
     return summary

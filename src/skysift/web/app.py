@@ -12,11 +12,13 @@ GET     /api/samples                           bundled samples (and why one is u
 POST    /api/uploads?filename=NAME             upload one file (the raw request body); 413/415/400
 GET     /api/uploads                           uploaded files, newest first
 GET     /api/uploads/{id}                      one upload (kind, shape, site, time from metadata)
+DELETE  /api/uploads/{id}                      delete an upload (409 while a queued or running job uses it)
 POST    /api/jobs                              start a job (calibrate, bolide, streaks)
 GET     /api/jobs                              every job with state, stage and progress
 GET     /api/jobs/{id}                         one job (poll it for progress)
 DELETE  /api/jobs/{id}                         delete a finished job and its folder
-GET     /api/jobs/{id}/files/{path}            a file of the job's folder (``?download=1``)
+GET     /api/jobs/{id}/files/{path}            a file of the job's folder (``?download=1``); ``error.log``
+                                               is served as the one-line error, without the traceback
 GET     /api/jobs/{id}/calibration             frame, fit numbers, identified stars, pairs
 GET     /api/jobs/{id}/stars                   detections, for snapping clicks
 GET     /api/jobs/{id}/catalog?max_mag=3.5     catalogue stars above the horizon (alt, az, x, y)
@@ -26,16 +28,20 @@ GET     /api/jobs/{id}/streaks                 per image: score, streaks, mask a
 ======  =====================================  =====================================================
 
 Errors are ``{"detail": "one line"}`` with a 4xx status (5xx for a bug);
-tracebacks go to the server log and a job's ``error.log`` only.
+tracebacks go to the server log and a job's ``error.log`` on the server only
+(over HTTP ``error.log`` holds the one-line error, without server paths).
 
 Security: the server binds to 127.0.0.1 unless told otherwise; requests
-whose ``Host`` is not the server's own name are refused (DNS rebinding),
+whose ``Host`` is not one of the server's names (the loopback names, the bound
+address and those allowed explicitly, see :func:`allowed_hosts_for`) are
+refused (DNS rebinding),
 and so are state-changing requests from another web origin; uploads are
 limited in size and type; every path comes from a checked identifier and
 is resolved inside the data folder.
 """
 
 import contextlib
+import ipaddress
 import logging
 import os
 from importlib import resources
@@ -48,10 +54,23 @@ from skysift.errors import CalibrationError, InputError, SkysiftError
 from skysift.io.frame import Site
 from skysift.io.metadata import parse_time
 from skysift.streaks import pipeline as streaks
-from skysift.web.jobs import JobStore, Worker, user_message
-from skysift.web.storage import ACCEPTED, NotFoundError, UploadError, UploadStore, safe_child
+from skysift.web.jobs import ACTIVE_STATES, JobStore, Worker, failure_report, user_message
+from skysift.web.storage import (
+    ACCEPTED,
+    ConflictError,
+    NotFoundError,
+    UploadError,
+    UploadStore,
+    safe_child,
+)
 
-__all__ = ["create_app", "serve", "default_data_dir", "DEFAULT_MAX_UPLOAD_MB"]
+__all__ = [
+    "create_app",
+    "serve",
+    "allowed_hosts_for",
+    "default_data_dir",
+    "DEFAULT_MAX_UPLOAD_MB",
+]
 
 log = logging.getLogger("skysift.web")
 
@@ -60,6 +79,55 @@ DEFAULT_MAX_UPLOAD_MB = 500.0
 _MAX_JSON_BYTES = 1_000_000
 _MAX_IMAGES = 500
 _LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
+#: Addresses that bind every interface; as an allowed host: any IP-address ``Host``.
+_ANY_ADDRESS = ("0.0.0.0", "::", "[::]")
+
+
+def allowed_hosts_for(host: str, extra: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """The ``Host`` names a server bound to ``host`` answers to.
+
+    The loopback names, ``host`` itself (an IPv6 address also in brackets) and
+    ``extra``. A server bound to every interface (``0.0.0.0``, ``::``) also
+    answers to a ``Host`` that is an IP address (DNS rebinding needs a name
+    the attacker controls, never an address); other names must be given in
+    ``extra``. ``"*"`` (any name, turning the DNS-rebinding check off) is
+    allowed only when ``extra`` holds it.
+
+    Parameters
+    ----------
+    host : str
+        The address or name the server binds.
+    extra : list of str, optional
+        More host names (``--allow-host``), e.g. the computer's name on the
+        network.
+
+    Returns
+    -------
+    list of str
+        Lowercase names, without duplicates, in a stable order.
+    """
+    names = [*_LOCAL_HOSTS, host, *extra]
+    if ":" in host and not host.startswith("["):
+        names.append(f"[{host}]")
+    out: list[str] = []
+    for n in names:
+        n = n.strip().lower()
+        if n and n not in out:
+            out.append(n)
+    return out
+
+
+def _host_allowed(name: str, hosts: set[str]) -> bool:
+    """Is the ``Host`` name (port removed) one the server answers to?"""
+    if "*" in hosts or name in hosts:
+        return True
+    if hosts.isdisjoint(_ANY_ADDRESS):
+        return False
+    try:
+        ipaddress.ip_address(name.strip("[]"))
+    except ValueError:
+        return False
+    return True
 
 
 def _streak_methods() -> tuple[tuple[str, ...], str]:
@@ -100,8 +168,9 @@ def create_app(
         Largest accepted upload, in megabytes (10**6 bytes). Default 500.
     allowed_hosts : list of str, optional
         Host names the server answers to (``Host`` header). Default: the
-        loopback names (``127.0.0.1``, ``localhost``, ``[::1]``); ``["*"]``
-        accepts any.
+        loopback names (``127.0.0.1``, ``localhost``, ``[::1]``); ``"*"``
+        accepts any name, and ``"0.0.0.0"`` or ``"::"`` any IP address (see
+        :func:`allowed_hosts_for`).
     start_worker : bool, optional
         Run queued jobs in a background thread while the app runs. Default True.
 
@@ -122,7 +191,7 @@ def create_app(
         from fastapi.exceptions import RequestValidationError
 
         # the optional web extra: imported on use
-        from fastapi.responses import FileResponse, JSONResponse
+        from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 
         # the optional web extra: imported on use
         from fastapi.staticfiles import StaticFiles
@@ -166,6 +235,10 @@ def create_app(
     async def _not_found(_req: Request, err: NotFoundError) -> JSONResponse:
         return _error(404, str(err))
 
+    @app.exception_handler(ConflictError)
+    async def _conflict(_req: Request, err: ConflictError) -> JSONResponse:
+        return _error(409, str(err))
+
     @app.exception_handler(UploadError)
     async def _upload(_req: Request, err: UploadError) -> JSONResponse:
         return _error(err.status, str(err))
@@ -192,7 +265,7 @@ def create_app(
     async def _guard(request: Request, call_next):  # noqa: ANN001, ANN202
         host = (request.headers.get("host") or "").lower()
         name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
-        if "*" not in hosts and name not in hosts:
+        if not _host_allowed(name, hosts):
             return _error(400, f"unknown host {host!r}: this server answers to {sorted(hosts)}")
         if request.method in ("POST", "PUT", "DELETE", "PATCH"):
             origin = request.headers.get("origin")
@@ -251,6 +324,25 @@ def create_app(
     @app.get("/api/uploads/{upload_id}")
     def get_upload(upload_id: str) -> dict[str, Any]:
         return uploads.get(upload_id)
+
+    @app.delete("/api/uploads/{upload_id}")
+    def delete_upload(upload_id: str) -> dict[str, Any]:
+        path = str(uploads.path(upload_id))
+        for job in store.list():
+            if job["state"] not in ACTIVE_STATES:
+                continue
+            p = job.get("params") or {}
+            used = [p.get(k) for k in ("image", "video", "calibration")] + list(
+                p.get("images") or []
+            )
+            if path in used:
+                msg = (
+                    f"{uploads.get(upload_id)['name']} is used by job {job['id']}, which is "
+                    f"{job['state']}; delete the upload once the job has finished"
+                )
+                raise ConflictError(msg)
+        uploads.delete(upload_id)
+        return {"deleted": upload_id}
 
     # -- jobs -------------------------------------------------------------
     class SiteIn(BaseModel):
@@ -369,11 +461,20 @@ def create_app(
         return {"deleted": job_id}
 
     @app.get("/api/jobs/{job_id}/files/{path:path}")
-    def job_file(job_id: str, path: str, download: bool = False) -> FileResponse:
-        target = safe_child(store.folder(job_id), path)
+    def job_file(job_id: str, path: str, download: bool = False) -> Response:
+        folder = store.folder(job_id)
+        target = safe_child(folder, path)
         if not target.is_file() or target.name == "job.json":
             msg = f"no such file: {path!r}"
             raise NotFoundError(msg)
+        if target == safe_child(folder, "error.log"):
+            # the traceback names server paths: it stays in the server log and folder
+            text = failure_report(store.get(job_id), root)
+            disposition = {"Content-Disposition": 'attachment; filename="error.log"'}
+            return PlainTextResponse(
+                text,
+                headers={"Cache-Control": "no-cache", **(disposition if download else {})},
+            )
         headers = {"Cache-Control": "no-cache"}
         if download:
             return FileResponse(target, filename=target.name, headers=headers)
@@ -433,6 +534,7 @@ def serve(
     data_dir: str | os.PathLike[str] | None = None,
     *,
     max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
+    allowed_hosts: list[str] | tuple[str, ...] = (),
     echo=print,  # noqa: ANN001
 ) -> None:
     """Run the web app with uvicorn until interrupted (``skysift serve``).
@@ -448,6 +550,10 @@ def serve(
         Folder of uploads and jobs. Default :func:`default_data_dir`.
     max_upload_mb : float, optional
         Upload limit in megabytes. Default 500.
+    allowed_hosts : list of str, optional
+        More ``Host`` names to answer to besides the loopback names and
+        ``host`` (see :func:`allowed_hosts_for`); ``"*"`` turns the
+        DNS-rebinding check off and is never implied.
     echo : callable, optional
         Where the start-up lines go. Default ``print``.
 
@@ -464,7 +570,7 @@ def serve(
         raise InputError(msg) from err
     folder = Path(data_dir) if data_dir is not None else default_data_dir()
     local = host in _LOCAL_HOSTS
-    allowed = None if local else ["*"]
+    allowed = allowed_hosts_for(host, list(allowed_hosts))
     app = create_app(folder, max_upload_mb=max_upload_mb, allowed_hosts=allowed)
     shown = f"[{host}]" if ":" in host else host
     echo(f"skysift web app: http://{shown}:{port}/  (data in {app.state.data_dir})")
@@ -475,5 +581,10 @@ def serve(
             f"WARNING: listening on {host}: anyone who can reach this address can use the app "
             "and read its results (there is no login)"
         )
+    if not local:
+        names = [h for h in allowed if h not in _ANY_ADDRESS]
+        if len(names) < len(allowed):
+            names.append("any IP address")
+        echo(f"answering to Host: {', '.join(names)}")
     echo("press Ctrl+C to stop")
     uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -29,19 +29,28 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import re
 import shutil
 import threading
 import time
 import traceback
 from collections.abc import Callable
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 from skysift.errors import SkysiftError
 from skysift.outputs.files import write_json
 from skysift.web.storage import NotFoundError, check_id, new_id
 
-__all__ = ["JobStore", "Worker", "Runner", "ACTIVE_STATES"]
+__all__ = [
+    "JobStore",
+    "Worker",
+    "Runner",
+    "ACTIVE_STATES",
+    "failure_report",
+    "strip_paths",
+    "user_message",
+]
 
 log = logging.getLogger("skysift.web")
 
@@ -212,11 +221,12 @@ class Worker:
                 raise SkysiftError(msg)
             result = runner(job, folder, progress)
         except Exception as err:  # noqa: BLE001 - shown to the user as one line
+            # The traceback (with server paths) stays on the server: in the log and the
+            # job folder's error.log, which the app serves only as the one-line error.
             (folder / "error.log").write_text(traceback.format_exc(), encoding="utf-8")
-            log.warning("job %s failed: %s", job_id, err)
-            return self.store.update(
-                job_id, state="failed", error=user_message(err), finished=time.time()
-            )
+            log.warning("job %s failed: %s", job_id, err, exc_info=True)
+            error = strip_paths(user_message(err), self.store.root.parent)
+            return self.store.update(job_id, state="failed", error=error, finished=time.time())
         return self.store.update(
             job_id,
             state="done",
@@ -225,6 +235,53 @@ class Worker:
             result=result,
             finished=time.time(),
         )
+
+
+_ABS_PATH = re.compile(r"(?<![\w.])(?:[A-Za-z]:)?[/\\][^\s:'\"<>|]+")
+
+
+def strip_paths(text: str, root: Path | None = None) -> str:
+    """``text`` without server paths: each absolute path becomes its file name.
+
+    Parameters
+    ----------
+    text : str
+        A message.
+    root : Path, optional
+        The data folder; its path is removed first.
+
+    Returns
+    -------
+    str
+    """
+    if root is not None:
+        for r in sorted({str(root), str(Path(root).resolve())}, key=len, reverse=True):
+            # the data folder may hold spaces: a path under it becomes its file name
+            under = re.compile(re.escape(r) + r"(?:[/\\]([^\s:'\"<>|]*))?")
+            text = under.sub(lambda m: PurePath(m.group(1) or "").name, text)
+    return _ABS_PATH.sub(lambda m: PurePath(m.group(0)).name or "", text)
+
+
+def failure_report(job: dict[str, Any], root: Path | None = None) -> str:
+    """What a failed job's ``error.log`` shows over HTTP: its one-line error, no traceback.
+
+    Parameters
+    ----------
+    job : dict
+        The job's record.
+    root : Path, optional
+        The data folder (its paths are removed).
+
+    Returns
+    -------
+    str
+        Two or three lines of text.
+    """
+    lines = [f"job {job.get('id')} ({job.get('kind')}): {job.get('state')}"]
+    if job.get("error"):
+        lines.append(f"error: {strip_paths(str(job['error']), root)}")
+    lines.append("the full traceback is in the server's log (skysift serve)")
+    return "\n".join(lines) + "\n"
 
 
 def user_message(err: BaseException) -> str:

@@ -39,7 +39,7 @@ from skysift.io.metadata import as_site
 from skysift.outputs.files import atomic_path, write_json
 from skysift.outputs.plots import display_stretch
 from skysift.simulation.generate import write_samples
-from skysift.streaks.pipeline import output_stem, run_streaks
+from skysift.streaks.pipeline import run_streaks
 
 __all__ = [
     "RUNNERS",
@@ -261,23 +261,25 @@ def run_streaks_job(job: dict[str, Any], folder: Path, progress: Progress) -> di
         files = _streaks_demo(folder / "inputs")
     else:
         files = list(p["images"])
-    n = len(files)
     kwargs = {"method": p["method"]} if p.get("method") else {}
-    for i, f in enumerate(files):
-        progress(f"searching image {i + 1} of {n}", 0.05 + 0.9 * i / n)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            run_streaks([f], out, progress=False, **kwargs)
-            try:
-                write_display(read_frame(f).data, out / "display" / f"{output_stem(Path(f))}.png")
-            except SkysiftError:
-                pass  # its error is in the summary
-    progress("writing the summary", 0.97)
+
+    def on_image(i: int, n: int, _path: Path) -> None:
+        progress(f"searching image {i + 1} of {n}", 0.05 + 0.8 * i / n)
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        summary = run_streaks(
-            files, out, progress=False, **kwargs
-        )  # resumes: reads the results back
+        summary = run_streaks(files, out, progress=False, on_image=on_image, **kwargs)
+    progress("writing the display images", 0.87)
+    for row in summary:
+        if int(row["n_streaks"]) < 0:
+            continue  # unreadable: its error is in the summary
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                data = read_frame(str(row["file"])).data
+            write_display(data, out / "display" / f"{row['stem']}.png")
+        except SkysiftError:
+            pass  # its error is in the summary
     n_found = int(sum(max(int(k), 0) for k in summary["n_streaks"]))
     return {"n_images": len(summary), "n_streaks": n_found, "summary": "streaks/summary.ecsv"}
 

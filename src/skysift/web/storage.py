@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import shutil
 import time
 import warnings
 from collections.abc import AsyncIterator
@@ -33,6 +34,7 @@ __all__ = [
     "ACCEPTED",
     "UploadError",
     "NotFoundError",
+    "ConflictError",
     "new_id",
     "check_id",
     "safe_child",
@@ -76,6 +78,10 @@ class UploadError(InputError):
 
 class NotFoundError(SkysiftError):
     """A job, upload or file that a request named does not exist (HTTP 404)."""
+
+
+class ConflictError(SkysiftError):
+    """A request conflicts with the state of the data (HTTP 409): an upload a job still uses."""
 
 
 def new_id() -> str:
@@ -305,6 +311,17 @@ class UploadStore:
         """The uploaded file's path (inside ``root``)."""
         record = self.get(uid)
         return safe_child(self.root, f"{uid}/{record['name']}")
+
+    def delete(self, uid: str) -> None:
+        """Remove an upload and its folder.
+
+        Raises
+        ------
+        NotFoundError
+            If there is no such upload.
+        """
+        self.get(uid)
+        shutil.rmtree(self.root / uid)
 
     def list(self) -> list[dict[str, Any]]:
         """Every upload, newest first."""

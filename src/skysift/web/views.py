@@ -272,7 +272,10 @@ def streaks_view(folder: Path) -> list[dict[str, Any]]:
     summary = Table.read(_require(out / "summary.ecsv", "streak summary"), format="ascii.ecsv")
     items = []
     for row in summary:
-        stem = output_stem(Path(str(row["file"])))
+        # the summary names each input's output stem (unique within the job)
+        stem = (
+            str(row["stem"]) if "stem" in summary.colnames else output_stem(Path(str(row["file"])))
+        )
         ecsv = out / f"{stem}.streaks.ecsv"
         table = table_rows(Table.read(ecsv, format="ascii.ecsv")) if ecsv.is_file() else []
         has = {
