@@ -132,3 +132,21 @@ def test_umd_caption_text_is_masked(data_dir):
     stars = detect_stars(lum, sky_mask(lum).mask)
     assert len(stars) > 40
     assert not np.any((stars["x"] < 450) & (stars["y"] < 110))
+
+
+def test_detection_cap_is_named_when_hit():
+    """More sources than max_objects: the brightest are kept and a warning says so."""
+    from skysift.detection.stars import ClassicalStarFinder
+    from skysift.errors import DetectionCapWarning
+
+    image, truth = make_star_field((128, 128), n_stars=40, rng=5, min_separation=8.0)
+    with pytest.warns(DetectionCapWarning, match=r"kept the 10 brightest \(max_objects"):
+        t = ClassicalStarFinder(threshold_sigma=5.0, max_objects=10)(image)
+    assert len(t) == 10 and t.meta["capped"] and t.meta["n_found"] >= 30
+    full = ClassicalStarFinder(threshold_sigma=5.0)(image)
+    assert not full.meta["capped"]
+    # the kept ten are detections of the full run, among its brightest
+    d, idx = cKDTree(np.c_[full["x"], full["y"]]).query(np.c_[t["x"], t["y"]])
+    assert np.all(d < 0.05)
+    rank = np.argsort(np.argsort(-np.asarray(full["flux"])))[idx]
+    assert np.median(rank) < 10

@@ -13,6 +13,7 @@ __all__ = [
     "CalibrationError",
     "NotEnoughStarsError",
     "NoDetectionsWarning",
+    "DetectionCapWarning",
 ]
 
 
@@ -41,6 +42,10 @@ class NotEnoughStarsError(CalibrationError):
     """Too few stars were detected or identified to calibrate the frame."""
 
     exit_code = 4
+
+
+class DetectionCapWarning(UserWarning):
+    """A detector found more sources than its cap and kept the brightest (named in the message)."""
 
 
 class NoDetectionsWarning(UserWarning):

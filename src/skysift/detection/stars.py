@@ -19,7 +19,7 @@ from astropy.table import Table
 
 from skysift._validation import check_image
 from skysift.detection.background import BackgroundMap, estimate_background
-from skysift.errors import InputError, NoDetectionsWarning
+from skysift.errors import DetectionCapWarning, InputError, NoDetectionsWarning
 
 __all__ = [
     "StarFlag",
@@ -248,7 +248,15 @@ class ClassicalStarFinder(StarFinder):
         seg_max = np.zeros(len(objs) + 1)
         valid = segmap.ravel() > 0
         np.maximum.at(seg_max, segmap.ravel()[valid], data.ravel()[valid])
+        n_found = len(objs)
         keep = np.argsort(-objs["flux"])[: self.max_objects]
+        if n_found > self.max_objects:
+            warnings.warn(
+                f"{n_found} sources above {self.threshold_sigma:g} sigma: kept the "
+                f"{self.max_objects} brightest (max_objects; raise threshold_sigma or max_objects)",
+                DetectionCapWarning,
+                stacklevel=2,
+            )
         objs = objs[keep]
         obj_max = seg_max[keep + 1]
         a = np.maximum(objs["a"], 1e-3)
@@ -311,6 +319,8 @@ class ClassicalStarFinder(StarFinder):
         t.meta["background_rms"] = bkg.global_rms
         t.meta["saturation"] = saturation
         t.meta["threshold_sigma"] = self.threshold_sigma
+        t.meta["n_found"] = int(n_found)
+        t.meta["capped"] = bool(n_found > self.max_objects)
         return t
 
 
