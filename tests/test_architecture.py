@@ -31,6 +31,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("evaluation",),
     ("stars",),
     ("bolide", "streaks", "movers", "stamps", "dso"),
+    ("batch",),  # the batch layer (Dask): calls the systems' functions, one task per input
     ("__init__",),  # the lazy top-level facade (``skysift.calibrate`` ...)
     ("web",),
     ("cli",),

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import glob
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from skysift.batch import run_batch
 from skysift.calibration.pipeline import calibrate as run
 from skysift.calibration.pipeline import find_stars
 from skysift.calibration.report import write_calibration, write_stars
@@ -15,6 +17,7 @@ from skysift.cli.app import (
     SiteOpt,
     TimeOpt,
     app,
+    echo_err,
 )
 from skysift.io import read_frame
 from skysift.outputs import ensure_out_dir
@@ -50,7 +53,13 @@ def _summary(result) -> str:  # noqa: ANN001
 
 @app.command()
 def stars(
-    image: Annotated[Path, typer.Argument(help="Image file (FITS, PNG, JPEG, TIFF).")],
+    images: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Image files (FITS, PNG, JPEG, TIFF), folders or quoted globs ('night/*.fits').",
+            metavar="IMAGE",
+        ),
+    ],
     out: OutOpt = None,
     method: Annotated[
         str,
@@ -69,9 +78,42 @@ def stars(
         ),
     ] = True,
     plot: Annotated[bool, typer.Option("--plot/--no-plot", help="Write stars.png.")] = True,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            help="Local Dask worker processes (default: the machine's cores; 0: no Dask).",
+        ),
+    ] = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option("--scheduler", help="Address of a running Dask scheduler (tcp://HOST:8786)."),
+    ] = None,
 ) -> None:
-    """Detect stars and write stars.ecsv (and stars.png)."""
+    """Detect stars and write stars.ecsv (and stars.png).
 
+    One image: the files go to --out. Several images, a folder or a glob (or
+    --workers/--scheduler): one subfolder per input and the manifest run.ecsv
+    in --out; a rerun skips the inputs already done. Exit code 5 when some
+    inputs failed, 2 when all did.
+    """
+
+    image = images[0]
+    single = len(images) == 1 and not image.is_dir() and not glob.has_magic(str(image))
+    if not single or workers is not None or scheduler is not None:
+        out_dir = ensure_out_dir(out, "stars")
+        params = {"method": method, "threshold": threshold, "mask": mask, "plot": plot}
+        summary = run_batch(
+            images, out_dir, "stars", params, workers=workers, scheduler=scheduler, echo=typer.echo
+        )
+        for name, error in summary.failed:  # the error names the file when it is the file's
+            echo_err(f"skysift: failed: {error if error.startswith(name) else f'{name}: {error}'}")
+        typer.echo(summary.format())
+        if summary.n_failed:
+            # 2 when every input failed (as for one bad input), 5 when only some did
+            ok = summary.n_done + summary.n_skipped
+            raise typer.Exit(5 if ok else 2)
+        return
     frame = read_frame(image)
     found, sky = find_stars(frame, method=method, threshold_sigma=threshold, use_mask=mask)
     out_dir = ensure_out_dir(out, frame.name)
@@ -171,9 +213,23 @@ def serve(
     max_upload_mb: Annotated[
         float, typer.Option("--max-upload-mb", help="Largest accepted upload, in megabytes.")
     ] = 500.0,
+    allow_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-host",
+            help="Another Host name the server answers to (repeatable; '*' accepts any).",
+        ),
+    ] = None,
 ) -> None:
     """Run the local web app (needs the web extra): start jobs, follow them, see the results."""
     # the web extra (fastapi): imported on use
     from skysift.web.app import serve as run
 
-    run(host, port, data_dir, max_upload_mb=max_upload_mb, echo=typer.echo)
+    run(
+        host,
+        port,
+        data_dir,
+        max_upload_mb=max_upload_mb,
+        allowed_hosts=tuple(allow_host or ()),
+        echo=typer.echo,
+    )
