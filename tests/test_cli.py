@@ -216,3 +216,27 @@ def test_streaks_exit_code_names_failed_inputs(tmp_path, capsys):
     assert rc == 5
     assert "2 images, 0 streaks, 1 failed" in out.out
     assert out.err.count("skysift: failed:") == 1
+
+
+def test_warnings_are_one_line(tmp_path, capsys):
+    """A warning inside a command prints one 'skysift: warning:' line, no source line."""
+    import warnings
+
+    import skysift.cli.core as core
+
+    def warns(*args, **kwargs):
+        warnings.warn(
+            "12000 sources above 3 sigma: kept the 10 brightest", UserWarning, stacklevel=2
+        )
+        raise KeyboardInterrupt
+
+    path = tmp_path / "field.fits"
+    image, _ = make_star_field((64, 64), n_stars=5, rng=1)
+    fits.PrimaryHDU(image.astype(np.float32)).writeto(path)
+    with pytest.MonkeyPatch.context() as mp, warnings.catch_warnings():
+        warnings.simplefilter("always")
+        mp.setattr(core, "find_stars", warns)
+        assert main(["stars", str(path), "--out", str(tmp_path / "o")]) == 130
+    err = capsys.readouterr().err.splitlines()
+    assert "skysift: warning: 12000 sources above 3 sigma: kept the 10 brightest" in err
+    assert not any("warnings.warn" in line for line in err)

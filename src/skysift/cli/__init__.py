@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
 
 import typer
 
@@ -26,7 +27,10 @@ def main(argv: list[str] | None = None) -> int:
     log.addHandler(handler)
     log.setLevel(logging.INFO)
     try:
-        rc = app(args=argv, standalone_mode=False)
+        with warnings.catch_warnings():
+            # one line per warning, without the library's source line
+            warnings.showwarning = _one_line_warning
+            rc = app(args=argv, standalone_mode=False)
     except SkysiftError as err:
         echo_err(f"skysift: error: {err}")
         return err.exit_code
@@ -47,6 +51,12 @@ def main(argv: list[str] | None = None) -> int:
     if rc == 130:  # typer turns Ctrl+C into Exit(130) and returns the code
         echo_err("skysift: interrupted")
     return rc if isinstance(rc, int) else 0
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001, ARG001
+    ours = category.__module__.startswith("skysift") or category is UserWarning
+    kind = "" if ours else f"{category.__name__}: "
+    echo_err(f"skysift: warning: {kind}{message}")
 
 
 def console() -> None:
