@@ -275,3 +275,23 @@ def test_allsky_frame_without_a_visible_lens_circle_calibrates_in_auto_mode(data
     # the same frame without site and time: the error says what to give
     with pytest.raises(Exception, match="give --site and --time, or --mode allsky"):
         calibrate(ringless.with_(site=None), time=None)
+
+
+def test_stars_ecsv_carries_ra_dec_of_the_identified_stars(magic_result, tmp_path):
+    """With a calibration, stars.ecsv has ra/dec; for identified stars they agree with the
+    catalogue within the astrometric error (0.19 deg/px: 0.15 deg allows ~0.8 px)."""
+    from skysift.calibration.report import write_calibration
+
+    r = magic_result
+    write_calibration(r, tmp_path, plot=False)
+    stars = Table.read(tmp_path / "stars.ecsv")
+    assert stars["ra"].unit == "deg" and len(stars) == len(r.stars)
+    m = r.matches[(r.matches["star_index"] >= 0) & (r.matches["residual_px"] < 0.5)]
+    idx = np.asarray(m["star_index"], int)
+    ra, dec = np.asarray(stars["ra"])[idx], np.asarray(stars["dec"])[idx]
+    cos_sep = np.sin(np.radians(dec)) * np.sin(np.radians(m["dec"])) + np.cos(
+        np.radians(dec)
+    ) * np.cos(np.radians(m["dec"])) * np.cos(np.radians(ra - m["ra"]))
+    sep = np.degrees(np.arccos(np.clip(cos_sep, -1, 1)))
+    assert len(m) >= 100
+    assert np.median(sep) < 0.05 and np.percentile(sep, 95) < 0.15

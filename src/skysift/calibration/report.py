@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import astropy.units as u
 import numpy as np
 from astropy.table import Table
 
@@ -12,7 +13,7 @@ from skysift.calibration.plots import plot_calibration
 from skysift.outputs.files import write_json, write_table
 
 if TYPE_CHECKING:
-    from skysift.calibration.pipeline import CalibrationResult
+    from skysift.calibration.frame import CalibrationResult
 
 __all__ = ["write_stars", "write_calibration", "MATCH_COLUMNS"]
 
@@ -46,12 +47,37 @@ _UNITS = {
 }
 
 
-def write_stars(stars: Table, out_dir: str | Path) -> Path:
-    """Write ``stars.ecsv`` (every detection, 0-based pixel coordinates)."""
+def write_stars(
+    stars: Table, out_dir: str | Path, calibration: CalibrationResult | None = None
+) -> Path:
+    """Write ``stars.ecsv``: every detection, in 0-based pixel coordinates.
+
+    Parameters
+    ----------
+    stars : astropy.table.Table
+        A star finder's table.
+    out_dir : path
+        The output folder.
+    calibration : CalibrationResult, optional
+        When given, ``ra`` and ``dec`` (deg, ICRS) of every detection are
+        added from its camera model. (Calibrated magnitudes are in
+        ``matches.ecsv``: the zero point is fitted to aperture fluxes, not to
+        the finder's ``flux``.)
+
+    Returns
+    -------
+    Path
+    """
     t = stars.copy()
     t.meta["comment"] = (
         "skysift detections; x, y are 0-based pixels, (0, 0) is the centre of the first pixel"
     )
+    if calibration is not None and len(t):
+        x, y = np.asarray(t["x"], float), np.asarray(t["y"], float)
+        ra, dec = calibration.pixel_to_radec(x, y)
+        t["ra"] = np.asarray(ra, float) * u.deg
+        t["dec"] = np.asarray(dec, float) * u.deg
+        t.meta["comment"] += "; ra, dec ICRS degrees from the calibration"
     return write_table(t, Path(out_dir) / "stars.ecsv")
 
 
@@ -101,7 +127,7 @@ def write_calibration(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {
-        "stars": write_stars(result.stars, out),
+        "stars": write_stars(result.stars, out, result),
         "matches": write_table(_matches_table(result), out / "matches.ecsv"),
     }
     info = result.to_dict()
