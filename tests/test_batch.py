@@ -60,6 +60,7 @@ def night(tmp_path_factory) -> tuple[Path, dict[str, Table]]:
 def client():
     cluster = local_cluster(2)
     c = distributed.Client(cluster)
+    c.wait_for_workers(2, timeout=60)  # both processes up before tasks go out (a loaded CI runner)
     yield c
     c.close()
     cluster.close()

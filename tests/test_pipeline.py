@@ -295,3 +295,53 @@ def test_stars_ecsv_carries_ra_dec_of_the_identified_stars(magic_result, tmp_pat
     sep = np.degrees(np.arccos(np.clip(cos_sep, -1, 1)))
     assert len(m) >= 100
     assert np.median(sep) < 0.05 and np.percentile(sep, 95) < 0.15
+
+
+def test_calibrated_frame_turns_fluxes_into_the_pipelines_magnitudes(magic_result):
+    """CalibratedFrame.magnitude reproduces the zero-point fit's magnitudes of the identified
+    stars (the one rule), which agree with the catalogue within the photometric scatter."""
+    import dataclasses
+
+    from skysift.errors import CalibrationError
+
+    r = magic_result
+    m = r.matches[np.isfinite(np.asarray(r.matches["mag"], float))]
+    kw = {"airmass": np.asarray(m["airmass"], float)} if "airmass" in m.colnames else {}
+    mag, mag_err = r.magnitude(m["flux"], m["x"], m["y"], flux_err=m["flux_err"], **kw)
+    assert np.allclose(mag, np.asarray(m["mag"], float), atol=1e-9)
+    assert np.allclose(mag_err, np.asarray(m["mag_err"], float), atol=1e-9)
+    used = np.asarray(m["used_in_zp"], bool)
+    resid = mag[used] - np.asarray(m["catalog_mag"], float)[used]
+    assert abs(np.median(resid)) < 0.05 and np.std(resid) < 0.3
+    assert 1.5 <= r.psf_fwhm <= 10.0
+    with pytest.raises(CalibrationError, match="no zero point"):
+        dataclasses.replace(r, zero_point=None).magnitude([1e4], [500.0], [500.0])
+
+
+def test_median_fwhm_uses_unflagged_stars_and_clips():
+    from skysift.detection.stars import median_fwhm
+
+    t = Table({"fwhm": [2.0, 2.2, 2.4, 9.0, np.nan], "flags": [0, 0, 0, 1, 0]})
+    assert median_fwhm(t) == pytest.approx(2.2)  # the flagged 9 px blend and the NaN are out
+    assert median_fwhm(Table({"fwhm": [0.5, 0.6], "flags": [0, 0]})) == 1.5  # clipped
+    assert median_fwhm(Table({"fwhm": [np.nan], "flags": [0]}), default=2.5) == 2.5
+    assert median_fwhm(Table({"x": [1.0]})) == 3.0
+
+
+def test_sky_camera_builds_the_model_of_its_type():
+    from astropy.wcs import WCS
+
+    from skysift.calibration.camera import CameraModel, SkyCamera, WCSCamera
+    from skysift.errors import InputError
+
+    w = WCS(naxis=2)
+    w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    w.wcs.crval, w.wcs.crpix, w.wcs.cdelt = [10.0, 20.0], [50.0, 50.0], [-0.01, 0.01]
+    cam = SkyCamera("tan-sip", w)
+    assert isinstance(cam, WCSCamera) and isinstance(cam, CameraModel)
+    ra, dec = cam.pixel_to_radec([49.0], [49.0])  # the reference pixel (0-based)
+    assert ra[0] == pytest.approx(10.0) and dec[0] == pytest.approx(20.0)
+    with pytest.raises(InputError, match="model_type must be 'fisheye' or 'tan-sip'"):
+        SkyCamera("polar", w)
+    with pytest.raises(InputError, match="needs its site and time"):
+        SkyCamera("fisheye", object())

@@ -31,7 +31,6 @@ Memory: a worker (one thread) holds one input, and its models, at a time.
 from __future__ import annotations
 
 import glob
-import hashlib
 import importlib.util
 import json
 import logging
@@ -53,7 +52,8 @@ from tqdm import tqdm
 from skysift.batch.tasks import get_task
 from skysift.errors import InputError
 from skysift.io.readers import FITS_SUFFIXES, IMAGE_SUFFIXES
-from skysift.outputs.files import write_table
+from skysift.outputs.files import output_stems as output_names
+from skysift.outputs.files import sha256_file, write_table
 
 __all__ = [
     "BatchSummary",
@@ -150,51 +150,12 @@ def expand_inputs(
     return files
 
 
-def _stem(path: Path) -> str:
-    name = path.name
-    for suffix in _COMPRESSED_FITS + (".fits.fz",):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return path.stem
-
-
-def output_names(files: Sequence[Path]) -> list[str]:
-    """Unique output folder names of a run's inputs, in the order of ``files``.
-
-    An input keeps its stem (``x.fits.gz`` -> ``x``) when no other input of the
-    run shares it (ignoring case); otherwise its file name when that tells
-    them apart (``x.fits``, ``x.png``), else the stem plus ``-`` and 8 hexadecimal
-    digits of the SHA-256 of the resolved path (``x-3fa2c1d0``), the same on every run.
-    """
-    stems = [_stem(p) for p in files]
-    count: dict[str, int] = {}
-    for s in stems:
-        count[s.lower()] = count.get(s.lower(), 0) + 1
-    names_count: dict[str, int] = {}
-    for p in files:
-        names_count[p.name.lower()] = names_count.get(p.name.lower(), 0) + 1
-    out = []
-    for p, s in zip(files, stems, strict=True):
-        if count[s.lower()] == 1:
-            out.append(s)
-        elif names_count[p.name.lower()] == 1:
-            out.append(p.name)
-        else:
-            digest = hashlib.sha256(str(p.resolve()).encode("utf-8")).hexdigest()[:8]
-            out.append(f"{s}-{digest}")
-    return out
-
-
 def sha256_of(path: str | os.PathLike[str]) -> str:
     """SHA-256 (hex) of a file's bytes; ``""`` when it cannot be read."""
-    h = hashlib.sha256()
     try:
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
+        return sha256_file(path)
     except OSError:
         return ""
-    return h.hexdigest()
 
 
 # -- one input ---------------------------------------------------------------------------------

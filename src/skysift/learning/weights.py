@@ -19,7 +19,6 @@ first use into the cache folder (keeps the package small), and
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +28,7 @@ from torch import nn
 
 from skysift.errors import InputError
 from skysift.learning.compression import export_onnx
+from skysift.outputs.files import sha256_file
 
 __all__ = [
     "WEIGHTS",
@@ -165,15 +165,6 @@ class Weights:
             "",
         ]
         return "\n".join(lines)
-
-
-def sha256_file(path: str | Path) -> str:
-    """Hex SHA-256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _scan(folder: Path) -> dict[str, Weights]:

@@ -7,28 +7,19 @@ SHA-256, config, metrics, recipe, command), written as ``<stem>.json`` and
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 from skysift.errors import InputError
 from skysift.movers.model import MoverMoE
-from skysift.outputs.files import atomic_path, write_json, write_with
+from skysift.outputs.files import atomic_path, sha256_file, write_json, write_with
 
 __all__ = ["WEIGHTS_DIR", "load_moe", "save_moe", "update_card_metrics"]
 
 #: Folder of the shipped mover weights.
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 _COMMAND = "skysift train movers  (skysift.movers.train.train_movers('src/skysift/movers/weights'))"
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def save_moe(
@@ -62,7 +53,7 @@ def save_moe(
     card = {
         "name": path.stem,
         "file": path.name,
-        "sha256": _sha256(path),
+        "sha256": sha256_file(path),
         "model": model.name,
         "config": model.config,
         "normalisation": {"name": "robust z-score, asinh(z/3); matched filter channel"},
@@ -115,7 +106,7 @@ def load_moe(name_or_path: str | Path = "mover_moe", *, verify: bool = True) -> 
         msg = f"mover weights {str(name_or_path)!r} not found (need {p.name} and its .json); shipped: {have}"
         raise InputError(msg)
     card = json.loads(card_path.read_text())
-    if verify and _sha256(p) != card.get("sha256"):
+    if verify and sha256_file(p) != card.get("sha256"):
         msg = f"SHA-256 of {p} differs from its card: file corrupt or replaced"
         raise InputError(msg)
     model = MoverMoE(**card.get("config", {}))

@@ -19,6 +19,9 @@ from astropy.table import Table
 from skysift.errors import InputError
 
 __all__ = [
+    "output_stem",
+    "output_stems",
+    "sha256_file",
     "atomic_path",
     "write_table",
     "write_json",
@@ -235,3 +238,79 @@ def prepared_out_dir(out: str | os.PathLike[str] | None, stem: str) -> Iterator[
             except OSError:
                 break
         raise
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a file's bytes (read in 1 MiB blocks).
+
+    Raises
+    ------
+    OSError
+        If the file cannot be read.
+    """
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+#: Double suffixes that are one file type (compressed FITS): ``x.fits.gz`` -> stem ``x``.
+_DOUBLE_SUFFIXES = tuple(f"{f}{c}" for f in (".fits", ".fit", ".fts") for c in (".gz", ".bz2")) + (
+    ".fits.fz",
+)
+
+
+def output_stem(path: str | os.PathLike[str]) -> str:
+    """The stem of an input's outputs (``x.fits.gz`` -> ``x``).
+
+    Several inputs of one run may share a stem; :func:`output_stems` makes
+    their names unique.
+    """
+    path = Path(path)
+    name = path.name
+    for suffix in _DOUBLE_SUFFIXES:
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return path.stem
+
+
+def output_stems(files: list[Path]) -> list[str]:
+    """Unique output names of a run's inputs, in the order of ``files``.
+
+    An input whose stem no other input of the run shares keeps its stem
+    (``img0.fits`` -> ``img0``). Inputs sharing a stem keep their file name
+    with its suffix when that tells them apart (``x.fits`` and ``x.png`` ->
+    ``x.fits``, ``x.png``); otherwise (``a/x.fits`` and ``b/x.fits``) the stem
+    gets ``-`` and 8 hexadecimal digits of the SHA-256 of the resolved path
+    (``x-3fa2c1d0``), the same on every run. Names are compared ignoring case
+    (case-insensitive file systems); the same file given twice gets the same
+    name.
+
+    Parameters
+    ----------
+    files : list of Path
+        The inputs.
+
+    Returns
+    -------
+    list of str
+        One name per input.
+    """
+    files = [Path(f) for f in files]
+    resolved = [str(f.resolve()) for f in files]
+    stems = [output_stem(f) for f in files]
+
+    def clashes(names: list[str]) -> set[int]:
+        owners: dict[str, set[str]] = {}
+        for name, real in zip(names, resolved, strict=True):
+            owners.setdefault(name.casefold(), set()).add(real)
+        return {i for i, n in enumerate(names) if len(owners[n.casefold()]) > 1}
+
+    names = list(stems)
+    for i in clashes(names):
+        names[i] = files[i].name
+    for i in clashes(names):
+        digest = hashlib.sha256(resolved[i].encode("utf-8")).hexdigest()[:8]
+        names[i] = f"{stems[i]}-{digest}"
+    return names

@@ -9,7 +9,6 @@ needs the ``learn`` extra), ``"classical"`` (no learning,
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import numbers
 import os
@@ -29,7 +28,14 @@ from skysift.detection.stars import detect_stars, median_fwhm
 from skysift.errors import InputError, NoDetectionsWarning
 from skysift.io import read_frame
 from skysift.io.frame import Frame
-from skysift.outputs.files import atomic_path, clean_stale_temps, write_table
+from skysift.outputs.files import (
+    atomic_path,
+    clean_stale_temps,
+    output_stem,
+    output_stems,
+    sha256_file,
+    write_table,
+)
 from skysift.streaks.detection import ClassicalStreakFinder, StreakDetection
 from skysift.streaks.hough import HoughStreakFinder
 from skysift.streaks.learned import LearnedStreakFinder, StreakSegmenter
@@ -245,71 +251,6 @@ def _outputs(out_dir: Path, stem: str) -> tuple[Path, Path, Path]:
     )
 
 
-def output_stem(path: Path) -> str:
-    """The stem of an input's output files (``x.fits.gz`` -> ``x``).
-
-    Several inputs of one run may share a stem; :func:`output_stems` makes
-    their names unique.
-    """
-    name = path.name
-    for suffix in (".fits.gz", ".fits.fz", ".fit.gz"):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return path.stem
-
-
-def _path_hash(path: Path) -> str:
-    return hashlib.sha256(str(path.resolve()).encode("utf-8")).hexdigest()[:8]
-
-
-def output_stems(files: list[Path]) -> list[str]:
-    """Unique output stems of a run's inputs, in the order of ``files``.
-
-    An input whose stem no other input of the run shares keeps its stem
-    (``img0.fits`` -> ``img0``). Inputs sharing a stem keep their file name
-    with its suffix when that tells them apart (``x.fits`` and ``x.png`` ->
-    ``x.fits``, ``x.png``); otherwise (``a/x.fits`` and ``b/x.fits``) the stem
-    gets ``-`` and 8 hexadecimal digits of the SHA-256 of the resolved path
-    (``x-3fa2c1d0``), the same on every run. Names are compared ignoring case
-    (case-insensitive file systems); the same file given twice gets the same
-    stem.
-
-    Parameters
-    ----------
-    files : list of Path
-        The inputs.
-
-    Returns
-    -------
-    list of str
-        One stem per input.
-    """
-    files = [Path(f) for f in files]
-    resolved = [str(f.resolve()) for f in files]
-    stems = [output_stem(f) for f in files]
-
-    def clashes(names: list[str]) -> set[int]:
-        owners: dict[str, set[str]] = {}
-        for name, real in zip(names, resolved, strict=True):
-            owners.setdefault(name.casefold(), set()).add(real)
-        return {i for i, n in enumerate(names) if len(owners[n.casefold()]) > 1}
-
-    names = list(stems)
-    for i in clashes(names):
-        names[i] = files[i].name
-    for i in clashes(names):
-        names[i] = f"{stems[i]}-{_path_hash(files[i])}"
-    return names
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _reusable(paths: tuple[Path, Path, Path], digest: str, params: dict[str, Any]) -> Table | None:
     """The stored table of an earlier result of the same input and parameters, else None."""
     if not all(q.is_file() for q in paths):
@@ -434,7 +375,7 @@ def run_streaks(
             on_image(i, len(files), path)
         paths = _outputs(out, stem)
         try:
-            digest = _sha256(path)
+            digest = sha256_file(path)
         except OSError:
             digest = ""  # unreadable: find_streaks says why in one line
         t = _reusable(paths, digest, params) if resume and digest else None
