@@ -240,3 +240,12 @@ def test_warnings_are_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.splitlines()
     assert "skysift: warning: 12000 sources above 3 sigma: kept the 10 brightest" in err
     assert not any("warnings.warn" in line for line in err)
+
+
+def test_the_command_line_starts_without_importing_torch():
+    """torch (the learn extra) is imported by the commands that need it, not at start-up."""
+    import subprocess
+    import sys
+
+    code = "import sys, skysift.cli; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)

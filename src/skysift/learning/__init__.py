@@ -6,44 +6,52 @@ logits; training lives in :class:`Trainer`, never in a model; inference on
 frames of any size goes through :func:`predict_image` / :class:`Predictor`;
 weights are safetensors files with a model card (:data:`WEIGHTS`).
 
-Importing this package changes no global torch setting (threads,
-determinism); :meth:`Trainer.fit` sets and restores them.
+Importing this package imports no torch (its names load on first use, so
+that torch-free modules such as :mod:`skysift.learning.cards` stay light) and
+changes no global torch setting (threads, determinism); :meth:`Trainer.fit`
+sets and restores them.
 """
 
-from skysift.learning.compression import (
-    export_onnx,
-    global_prune,
-    onnx_session,
-    onnx_session_for,
-    sparsity,
-    to_precision,
-)
-from skysift.learning.inference import Normalisation, Predictor, predict_image
-from skysift.learning.losses import (
-    LOSSES,
-    BCELoss,
-    ComboLoss,
-    DiceLoss,
-    JaccardLoss,
-    TverskyLoss,
-    make_loss,
-)
-from skysift.learning.models import (
-    MODELS,
-    CosmicConnUNet,
-    StreakClassifier,
-    UNet,
-    build_model,
-    count_parameters,
-)
-from skysift.learning.trainer import (
-    TrainConfig,
-    Trainer,
-    TrainResult,
-    load_checkpoint,
-    pseudo_label,
-)
-from skysift.learning.weights import WEIGHTS, Weights, load_weights, save_weights, weights_info
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+#: Public name -> the module that defines it (imported on first use: they need torch).
+_LAZY = {
+    "BCELoss": "skysift.learning.losses",
+    "ComboLoss": "skysift.learning.losses",
+    "CosmicConnUNet": "skysift.learning.models",
+    "DiceLoss": "skysift.learning.losses",
+    "JaccardLoss": "skysift.learning.losses",
+    "LOSSES": "skysift.learning.losses",
+    "MODELS": "skysift.learning.models",
+    "Normalisation": "skysift.learning.inference",
+    "Predictor": "skysift.learning.inference",
+    "StreakClassifier": "skysift.learning.models",
+    "TrainConfig": "skysift.learning.trainer",
+    "TrainResult": "skysift.learning.trainer",
+    "Trainer": "skysift.learning.trainer",
+    "TverskyLoss": "skysift.learning.losses",
+    "UNet": "skysift.learning.models",
+    "WEIGHTS": "skysift.learning.weights",
+    "Weights": "skysift.learning.weights",
+    "build_model": "skysift.learning.models",
+    "count_parameters": "skysift.learning.models",
+    "export_onnx": "skysift.learning.compression",
+    "global_prune": "skysift.learning.compression",
+    "load_checkpoint": "skysift.learning.trainer",
+    "load_weights": "skysift.learning.weights",
+    "make_loss": "skysift.learning.losses",
+    "onnx_session": "skysift.learning.compression",
+    "onnx_session_for": "skysift.learning.compression",
+    "predict_image": "skysift.learning.inference",
+    "pseudo_label": "skysift.learning.trainer",
+    "save_weights": "skysift.learning.weights",
+    "sparsity": "skysift.learning.compression",
+    "to_precision": "skysift.learning.compression",
+    "weights_info": "skysift.learning.weights",
+}
 
 __all__ = [
     "LOSSES",
@@ -79,3 +87,10 @@ __all__ = [
     "to_precision",
     "weights_info",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    msg = f"module 'skysift.learning' has no attribute {name!r}"
+    raise AttributeError(msg)
