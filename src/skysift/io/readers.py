@@ -34,6 +34,7 @@ from PIL import Image, UnidentifiedImageError
 
 from skysift.errors import InputError
 from skysift.io.frame import Frame, FrameSequence, Site
+from skysift.io.gmn import ff_frame, ff_sequence, is_ff_file, read_ff
 from skysift.io.metadata import (
     MetadataWarning,
     as_exposure,
@@ -640,6 +641,8 @@ def _read(
         warnings.simplefilter("always")
         if path.is_dir():
             result: Frame | FrameSequence = _folder_frames(path, hdu=hdu, **opts)
+        elif is_ff_file(path):  # GMN/RMS FF_*.fits, FF*.bin: frames rebuilt from max/maxframe
+            result = ff_sequence(read_ff(path), **opts)
         else:
             kind = _kind(path)
             if kind is None:
@@ -702,6 +705,10 @@ def read(
     - **Video** (``.mp4 .avi .mkv .mov`` and others FFmpeg reads): luminance
       frames with ``meta["pts"]`` (seconds from the start); see
       :func:`skysift.io.video.iter_video`.
+    - **GMN/RMS FF files** (``FF_<station>_<date>_<time>_<ms>_<frame>.fits`` and
+      ``FF<cam>_....bin``, told by name): a sequence rebuilt from the max-pixel and
+      max-frame planes (see :mod:`skysift.io.gmn`), with the block's start time and
+      frame rate; :func:`read_frame` gives the ``avepixel`` plane.
     - **Folder**: every FITS/image file in it (other files are skipped and
       listed in ``meta["skipped"]``), in natural name order (``f2`` before
       ``f10``), each with the time in its own metadata. All must be single
@@ -846,6 +853,8 @@ def read_frame(
     )
     if isinstance(result, Frame):
         return result
+    if result.meta.get("format") == "rms-ff":  # an FF file as one image: its avepixel plane
+        return ff_frame(result.meta["ff"], time=result.meta.get("start_time"), site=result[0].site)
     if len(result) == 1:
         return result[0]
     what = "a folder" if Path(path).is_dir() else "a sequence"
