@@ -97,10 +97,50 @@ def test_json_roundtrip(tmp_path):
         "radial_px",
         "tilt_deg",
         "shape",
+        "projection",
     }
     assert FisheyeModel.from_dict(json.loads(json.dumps(d))) == m
     path = m.save(tmp_path / "camera.json")
     assert FisheyeModel.load(path) == m
+    # a file written before the projection family reads as equidistant
+    del d["projection"]
+    assert FisheyeModel.from_dict(d).projection == "equidistant"
+
+
+@pytest.mark.parametrize(
+    ("projection", "g"),
+    [
+        ("equidistant", lambda z: z),
+        ("equisolid", lambda z: 2 * np.sin(z / 2)),
+        ("stereographic", lambda z: 2 * np.tan(z / 2)),
+        ("orthographic", np.sin),
+    ],
+)
+def test_projection_family_radius_and_inverse(projection, g):
+    """r = k1 g(z) + k3 z^3 for each standard projection, and its inverse to 1e-9 rad."""
+    m = FisheyeModel(700.0, 520.0, 30.0, (400.0, -8.0), projection=projection, shape=SHAPE)
+    z = np.radians(np.linspace(0.0, 75.0, 50))
+    np.testing.assert_allclose(m.radius(z), 400.0 * g(z) - 8.0 * z**3, rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(m.zenith_angle(m.radius(z)), z, atol=1e-9)
+    alt, az = np.array([10.0, 45.0, 80.0]), np.array([20.0, 200.0, 310.0])
+    x, y = m.altaz_to_pixel(alt, az)
+    a2, z2 = m.pixel_to_altaz(x, y)
+    np.testing.assert_allclose(a2, alt, atol=1e-7)
+    np.testing.assert_allclose(z2, az, atol=1e-7)
+
+
+def test_no_direction_beyond_the_turnover():
+    """Past the radius where r(z) turns over, pixel_to_altaz gives NaN, not a wrong altitude."""
+    m = FisheyeModel(700.0, 520.0, 0.0, (400.0,), projection="orthographic", shape=SHAPE)
+    assert m.max_zenith_angle == pytest.approx(np.pi / 2, abs=2e-3)
+    alt, _ = m.pixel_to_altaz(np.array([700.0 + 399.0, 700.0 + 401.0]), np.array([520.0, 520.0]))
+    assert np.isfinite(alt[0]) and alt[0] < 5.0
+    assert np.isnan(alt[1])
+
+
+def test_unknown_projection_is_refused():
+    with pytest.raises(InputError, match="projection must be one of"):
+        FisheyeModel(0, 0, 0, (300.0,), projection="fisheye")
 
 
 def test_model_errors(tmp_path):

@@ -240,3 +240,41 @@ def test_verbose_and_quiet_set_the_skysift_logger(
 def test_verbose_and_quiet_together_are_refused(capsys):
     assert main(["--verbose", "--quiet", "stars", "x.fits"]) == 2
     assert "--verbose and --quiet cannot be used together" in _one_error_line(capsys)
+
+
+@pytest.mark.parametrize("command", ["stars", "streaks", "trails"])
+def test_a_negative_axis_length_is_refused(command, tmp_path, capsys):
+    """A FITS header with NAXIS1 = -5 (a corrupt file) fails with one line, not a 10x144 image."""
+    path = tmp_path / "negative.fits"
+    fits.PrimaryHDU(np.zeros((10, 144), np.float32)).writeto(path)
+    raw = bytearray(path.read_bytes())
+    card = raw.find(b"NAXIS1  =")
+    raw[card : card + 80] = b"NAXIS1  =".ljust(9) + b"-5".rjust(21) + b" " * 50
+    path.write_bytes(bytes(raw))
+    code = main([command, str(path), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code != 0
+    assert "every axis must be a positive integer" in err and "negative.fits" in err
+
+
+def test_native_library_noise_is_silenced(tmp_path):
+    """FFmpeg's and libpng's own stderr lines do not precede skysift's one-line error."""
+    mp4 = tmp_path / "text.mp4"
+    mp4.write_text("not a video\n" * 50)
+    png = tmp_path / "cut.png"
+    from PIL import Image
+
+    noise = np.random.default_rng(0).integers(0, 255, (128, 128), dtype=np.uint8)
+    Image.fromarray(noise).save(png)
+    png.write_bytes(png.read_bytes()[: png.stat().st_size // 2])  # cut inside the image data
+    for path, command in ((mp4, "bolide"), (png, "stars")):
+        proc = subprocess.run(
+            [sys.executable, "-m", "skysift", command, str(path), "--out", str(tmp_path / "o")],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert proc.returncode == 2, proc.stderr
+        lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+        assert lines and all(ln.startswith("skysift") for ln in lines), proc.stderr

@@ -31,7 +31,13 @@ from skysift.calibration.catalog import (
     planet_altaz,
     star_altaz,
 )
-from skysift.calibration.fisheye import FisheyeModel, FisheyeSolution, fisheye_from_similarity
+from skysift.calibration.fisheye import (
+    PROJECTIONS,
+    FisheyeModel,
+    FisheyeSolution,
+    fisheye_from_similarity,
+    projection_g,
+)
 from skysift.errors import InputError, NotEnoughStarsError
 from skysift.io.frame import Site
 
@@ -81,7 +87,7 @@ def match_stars(
 
 
 def _pack(model: FisheyeModel, names: tuple[str, ...]) -> np.ndarray:
-    k = list(model.radial) + [0.0] * 3
+    k = list(model.radial) + [0.0] * 4
     vals = {
         "x0": model.x0,
         "y0": model.y0,
@@ -89,6 +95,7 @@ def _pack(model: FisheyeModel, names: tuple[str, ...]) -> np.ndarray:
         "k1": k[0],
         "k3": k[1],
         "k5": k[2],
+        "k7": k[3],
         "tilt_e": model.tilt[0],
         "tilt_n": model.tilt[1],
     }
@@ -97,9 +104,11 @@ def _pack(model: FisheyeModel, names: tuple[str, ...]) -> np.ndarray:
 
 def _unpack(p: np.ndarray, names: tuple[str, ...], base: FisheyeModel) -> FisheyeModel:
     vals = dict(zip(names, p, strict=True))
-    k = list(base.radial) + [0.0] * 3
-    radial = [vals.get("k1", k[0]), vals.get("k3", k[1]), vals.get("k5", k[2])]
-    n_rad = max(len(base.radial), 3 if "k5" in vals else 2 if "k3" in vals else 1)
+    k = list(base.radial) + [0.0] * 4
+    radial = [vals.get(f"k{2 * i + 1}", k[i]) for i in range(4)]
+    n_rad = max(
+        len(base.radial), 4 if "k7" in vals else 3 if "k5" in vals else 2 if "k3" in vals else 1
+    )
     tilt = (vals.get("tilt_e", base.tilt[0]), vals.get("tilt_n", base.tilt[1]))
     return FisheyeModel(
         x0=vals.get("x0", base.x0),
@@ -109,6 +118,7 @@ def _unpack(p: np.ndarray, names: tuple[str, ...], base: FisheyeModel) -> Fishey
         parity=base.parity,
         tilt=tilt,
         shape=base.shape,
+        projection=base.projection,
     )
 
 
@@ -123,7 +133,15 @@ def _fit_model(
     """Robust (soft-L1) least-squares fit of the named parameters."""
     p0 = _pack(model, names)
     # Typical parameter scales for the solver.
-    scale = {"x0": 10.0, "y0": 10.0, "rotation": 1.0, "k1": 10.0, "k3": 10.0, "k5": 10.0}
+    scale = {
+        "x0": 10.0,
+        "y0": 10.0,
+        "rotation": 1.0,
+        "k1": 10.0,
+        "k3": 10.0,
+        "k5": 10.0,
+        "k7": 10.0,
+    }
     x_scale = np.array([scale.get(n, 1.0) for n in names])
 
     def resid(p):
@@ -141,13 +159,35 @@ def _fit_model(
     return replace(m, rotation=m.rotation % 360.0)
 
 
-def _params_for(n: int, z_max_deg: float, fit_tilt: bool) -> tuple[str, ...]:
+def _px_scale(model: FisheyeModel) -> float:
+    """Size of the fisheye relative to a 1 000 px horizon circle (k1 = 318 px/rad equidistant)."""
+    return model.horizon_radius / (318.0 * np.pi / 2)
+
+
+def _z_reach(alt: np.ndarray) -> float:
+    """Zenith angle (deg) the matched stars reach: the 10th-largest, so a few
+    stray matches near the horizon do not license high radial orders that
+    would then extrapolate wildly where no star constrains them."""
+    z = np.sort(90.0 - np.asarray(alt, float))
+    return float(z[-min(10, z.size)]) if z.size else 0.0
+
+
+def _params_for(n: int, z_max_deg: float, fit_tilt: bool, max_terms: int = 4) -> tuple[str, ...]:
+    """Free parameters for ``n`` matches reaching ``z_max_deg`` from the zenith.
+
+    The tilt (a first-order effect far from the axis) is freed from 30
+    matches; radial terms beyond ``k1`` as the matches and their reach grow,
+    at most ``max_terms`` of them (the coarse early iterations keep few, so
+    the polynomial cannot absorb a tilt or a wrong centre).
+    """
     names: tuple[str, ...] = ("x0", "y0", "rotation", "k1")
-    if n >= 12 and z_max_deg > 40:
+    if n >= 12 and z_max_deg > 40 and max_terms >= 2:
         names += ("k3",)
-    if n >= 40 and z_max_deg > 60:
+    if n >= 40 and z_max_deg > 60 and max_terms >= 3:
         names += ("k5",)
-    if fit_tilt and n >= 60:
+    if n >= 150 and z_max_deg > 70 and max_terms >= 4:
+        names += ("k7",)
+    if fit_tilt and n >= 30:
         names += ("tilt_e", "tilt_n")
     return names
 
@@ -159,11 +199,12 @@ def refine_fisheye(
     cat_az: np.ndarray,
     cat_mag: np.ndarray,
     *,
-    radii: tuple[float, ...] = (12.0, 8.0, 5.0, 3.5, 2.5),
+    radii: tuple[float, ...] = (30.0, 20.0, 12.0, 8.0, 5.0, 3.5, 2.5),
     mags: tuple[float, ...] | None = None,
     min_alt: float = 3.0,
     fit_tilt: bool = True,
     final_sigma: float = 3.0,
+    from_zenith: bool = True,
 ) -> tuple[FisheyeModel, np.ndarray, np.ndarray]:
     """Iteratively match and refit a fisheye model.
 
@@ -195,6 +236,12 @@ def refine_fisheye(
         Fit the tilt of the optical axis once 60 stars match. Default True.
     final_sigma : float, optional
         Final match radius in units of the residual RMS. Default 3.
+    from_zenith : bool, optional
+        Match only stars above 40, 30, 20 and 10 deg altitude in the first
+        four iterations (where a tilt or a projection error moves them
+        least), then the whole sky, and free the radial terms one by one;
+        False: the whole sky and every radial term the matches allow from
+        the start, the tilt from the third iteration. Default True.
 
     Returns
     -------
@@ -207,23 +254,43 @@ def refine_fisheye(
     cat_mag = np.asarray(cat_mag, float)
     faint = float(np.nanmax(cat_mag)) if cat_mag.size else 0.0
     if mags is None:
-        mags = tuple(np.linspace(faint - 1.5, faint, len(radii)))
+        mags = tuple(np.linspace(faint - 3.0, faint, len(radii)))
     if len(mags) != len(radii):
         msg = f"mags and radii must have the same length, got {len(mags)} and {len(radii)}"
         raise InputError(msg)
-    px_scale = model.radial[0] / 318.0
+    px_scale = _px_scale(model)
     # The final match radius is in pixels and never scales below 2 px.
     steps = [(max(r * px_scale, 2.0), m) for r, m in zip(radii, mags, strict=True)]
     i_det = i_cat = np.zeros(0, dtype=int)
+    # Coarse to fine in the field too: the first iterations use stars high in
+    # the sky (where a tilt or a projection error moves them least), then
+    # reach down to the horizon.
+    alt_floor = [max(min_alt, a) for a in (40.0, 30.0, 20.0, 10.0)] if from_zenith else []
     for it, (rad, mag) in enumerate(steps):
-        sel = np.flatnonzero((cat_mag <= mag) & (cat_alt >= min_alt))
-        i_det, j, dist = match_stars(model, det_xy, cat_alt[sel], cat_az[sel], rad)
-        i_cat = sel[j]
-        if len(i_det) < 4:
-            return model, i_det, i_cat
-        z_max = 90.0 - float(np.min(cat_alt[i_cat]))
-        names = _params_for(len(i_det), z_max, fit_tilt and it >= 2)
-        model = _fit_model(model, det_xy[i_det], cat_alt[i_cat], cat_az[i_cat], names, rad / 3)
+        floor = alt_floor[it] if it < len(alt_floor) else min_alt
+        sel = np.flatnonzero((cat_mag <= mag) & (cat_alt >= floor))
+        n_prev = -1
+        # Match and refit at this radius until the matches stop growing (at
+        # most 3 times): a model still off by more than the next radius would
+        # otherwise lose its far stars and lock in.
+        for _ in range(3 if it < 3 else 1):
+            i_det, j, dist = match_stars(model, det_xy, cat_alt[sel], cat_az[sel], rad)
+            if len(i_det) < 30 and floor > min_alt:  # too few stars high up: the whole sky
+                floor = min_alt
+                sel = np.flatnonzero((cat_mag <= mag) & (cat_alt >= floor))
+                i_det, j, dist = match_stars(model, det_xy, cat_alt[sel], cat_az[sel], rad)
+            i_cat = sel[j]
+            if len(i_det) < 4:
+                return model, i_det, i_cat
+            if len(i_det) <= n_prev * 1.02:
+                break
+            n_prev = len(i_det)
+            z_max = _z_reach(cat_alt[i_cat])
+            if from_zenith:  # few terms first, the tilt from the start
+                names = _params_for(len(i_det), z_max, fit_tilt, max_terms=1 + it // 2)
+            else:  # all radial terms the matches allow, the tilt from the third step
+                names = _params_for(len(i_det), z_max, fit_tilt and it >= 2)
+            model = _fit_model(model, det_xy[i_det], cat_alt[i_cat], cat_az[i_cat], names, rad / 3)
     # Final: match within a radius set by the achieved residuals, then refit.
     sel = np.flatnonzero((cat_mag <= faint) & (cat_alt >= min_alt))
     for _ in range(2):
@@ -236,11 +303,17 @@ def refine_fisheye(
         i_cat = sel[j]
         if len(i_det) < 4:
             return model, i_det, i_cat
-        z_max = 90.0 - float(np.min(cat_alt[i_cat]))
+        z_max = _z_reach(cat_alt[i_cat])
         names = _params_for(len(i_det), z_max, fit_tilt)
         model = _fit_model(model, det_xy[i_det], cat_alt[i_cat], cat_az[i_cat], names, rms)
     i_det, j, dist = match_stars(model, det_xy, cat_alt[sel], cat_az[sel], radius)
     return model, i_det, sel[j]
+
+
+def _match_rms(model: FisheyeModel, det_xy, cat_alt, cat_az, i_det, i_cat) -> float:
+    px, py = model.altaz_to_pixel(cat_alt[i_cat], cat_az[i_cat])
+    d = np.hypot(np.atleast_1d(px) - det_xy[i_det, 0], np.atleast_1d(py) - det_xy[i_det, 1])
+    return float(np.sqrt(np.mean(d**2))) if d.size else float("inf")
 
 
 def _null_matches(
@@ -333,7 +406,7 @@ def _illuminated_region(image: np.ndarray) -> tuple[np.ndarray, tuple[float, flo
 
 def _vote(
     det_xy: np.ndarray,
-    cat_z: np.ndarray,
+    cat_g: np.ndarray,
     cat_az: np.ndarray,
     centres: np.ndarray,
     scales: np.ndarray,
@@ -342,6 +415,8 @@ def _vote(
 ) -> list[tuple[int, float, float, float, float, int]]:
     """Hough vote over (centre, scale, parity) for the rotation.
 
+    ``cat_g`` is the projection ``g(z)`` of the catalogue stars' zenith
+    angles, so that a star lies at ``scale * cat_g`` pixels from the centre.
     Returns hypotheses ``(votes, cx, cy, k1, rotation_deg, parity)``, best first.
     """
     out = []
@@ -353,7 +428,7 @@ def _vote(
         rd = np.hypot(dx, dy)
         phid = np.arctan2(dy, dx)
         # (n_scale, n_det, n_cat)
-        rc = scales[:, None, None] * cat_z[None, None, :]
+        rc = scales[:, None, None] * cat_g[None, None, :]
         ok = np.abs(rd[None, :, None] - rc) < tol_frac * scales[:, None, None] + 2.0
         ok &= rd[None, :, None] > 0.05 * scales[:, None, None]
         si, di, ci = np.nonzero(ok)
@@ -459,6 +534,7 @@ def solve_fisheye(
         & (det_xy_all[:, 1] >= -0.5)
         & (det_xy_all[:, 1] <= h - 0.5)
     )
+    good_all = good.copy()
     region = None
     if image is not None:
         image = np.asarray(image)
@@ -470,15 +546,21 @@ def solve_fisheye(
             ix = np.clip(np.round(det_xy_all[:, 0]), 0, w - 1).astype(int)
             iy = np.clip(np.round(det_xy_all[:, 1]), 0, h - 1).astype(int)
             good &= region[0][iy, ix]
-    idx_good = np.flatnonzero(good)
-    if idx_good.size < max(4, min_matches):
+    # The bright-region filter drops hot pixels and lit ground outside the
+    # lens circle; when it drops most detections (a lens circle cut by the
+    # frame, sky-lit ground), the search also runs on every detection.
+    subsets = [np.flatnonzero(good)]
+    if region is not None and subsets[0].size < 0.6 * np.count_nonzero(good_all):
+        subsets.append(np.flatnonzero(good_all))
+    if subsets[-1].size < max(4, min_matches):
         msg = (
-            f"not enough stars to calibrate: {idx_good.size} usable detections, "
+            f"not enough stars to calibrate: {subsets[-1].size} usable detections, "
             f"need {max(4, min_matches)}"
         )
         raise NotEnoughStarsError(msg)
-    det_xy = det_xy_all[idx_good]
-    flux = flux_all[idx_good]
+    if initial is not None and not isinstance(initial, FisheyeModel):
+        msg = f"initial must be a FisheyeModel, got {type(initial).__name__}"
+        raise InputError(msg)
 
     cat = _catalog_in_view(site, time, max_mag)
     planets = planet_altaz(site, time)
@@ -487,39 +569,47 @@ def solve_fisheye(
     cat_az = np.asarray(cat["az"], float)
     cat_mag = np.asarray(cat["v_mag"], float)
 
-    candidates: list[FisheyeModel] = []
-    if initial is not None:
-        if not isinstance(initial, FisheyeModel):
-            msg = f"initial must be a FisheyeModel, got {type(initial).__name__}"
-            raise InputError(msg)
-        candidates.append(initial)
-    else:
-        circle = region[1] if region is not None else None
-        candidates.extend(_blind_hypotheses(det_xy, flux, cat, (h, w), circle, n_bright))
-
     best = None
-    for cand in candidates:
-        model, i_det, i_cat = refine_fisheye(
-            replace(cand, shape=(h, w)),
-            det_xy,
-            cat_alt,
-            cat_az,
-            cat_mag,
-            min_alt=min_alt,
-            fit_tilt=fit_tilt,
-        )
-        if best is None or len(i_det) > len(best[1]):
-            best = (model, i_det, i_cat)
-        if len(i_det) >= max(60, min_matches * 3):
-            break  # clearly right; no need to try the other hypotheses
-    model, i_det, i_cat = best  # type: ignore[misc]
+    for idx in subsets:
+        if idx.size < max(4, min_matches):
+            continue
+        if initial is not None:
+            candidates = [initial]
+        else:
+            circle = region[1] if region is not None else None
+            candidates = _blind_hypotheses(
+                det_xy_all[idx], flux_all[idx], cat, (h, w), circle, n_bright
+            )
+        # The coarse-to-fine schedule from high stars first; if no candidate
+        # then matches 3/4 of the detections, the same candidates again with
+        # the whole sky from the start (each schedule rescues cases the
+        # other loses on the stress grid).
+        for from_zenith in (True, False):
+            for cand in candidates:
+                model, i_det, i_cat = refine_fisheye(
+                    replace(cand, shape=(h, w)),
+                    det_xy_all[idx],
+                    cat_alt,
+                    cat_az,
+                    cat_mag,
+                    min_alt=min_alt,
+                    fit_tilt=fit_tilt,
+                    from_zenith=from_zenith,
+                )
+                if best is None or len(i_det) > len(best[1]):
+                    best = (model, i_det, i_cat, idx)
+            if len(best[1]) >= 0.75 * idx.size:
+                break
+    model, i_det, i_cat, idx_good = best  # type: ignore[misc]
+    det_xy = det_xy_all[idx_good]
+    flux = flux_all[idx_good]
 
     # Drop detections of planets (not in the catalogue) from the matches.
     if len(planets) and len(i_det):
         ppx, ppy = model.altaz_to_pixel(np.asarray(planets["alt"]), np.asarray(planets["az"]))
         pp = np.column_stack([np.atleast_1d(ppx), np.atleast_1d(ppy)])
         d = np.min(np.hypot(*(det_xy[i_det, None, :] - pp[None, :, :]).transpose(2, 0, 1)), axis=1)
-        keep = d > 4.0 * model.radial[0] / 318.0 + 3.0
+        keep = d > 4.0 * _px_scale(model) + 3.0
         i_det, i_cat = i_det[keep], i_cat[keep]
 
     n = len(i_det)
@@ -585,8 +675,15 @@ def _blind_hypotheses(
     n_bright: int,
     n_keep: int = 4,
     n_vote: int = 30,
+    projections: tuple[str, ...] = PROJECTIONS,
 ) -> list[FisheyeModel]:
-    """Starting models from a Hough vote of bright detections on bright stars."""
+    """Starting models from a Hough vote of bright detections on bright stars.
+
+    The vote runs once per standard projection (``g(z)`` of
+    :mod:`skysift.calibration.fisheye`); the hypotheses of all projections
+    are scored together by a direct match count, and the best ``n_keep``
+    (plus the best of each projection not among them) are returned.
+    """
     h, w = shape
     if circle is not None:
         cx0, cy0, rad = circle
@@ -597,7 +694,6 @@ def _blind_hypotheses(
         r_lo, r_hi = 0.25 * min(h, w), 0.65 * max(h, w)
     n_scale = int(math.ceil(math.log(r_hi / r_lo) / 0.03)) + 1
     horizon = np.geomspace(r_lo, r_hi, n_scale)
-    scales = horizon / (np.pi / 2)
     span = 0.08 * min(h, w)
     step = max(4.0, 0.015 * min(h, w))
     offs = np.arange(-span, span + 0.5 * step, step)
@@ -609,22 +705,28 @@ def _blind_hypotheses(
     sel = np.flatnonzero(alt > 12.0)[: int(1.5 * n_bright)]
     cat_z = np.radians(90.0 - alt[sel])
     cat_az = np.asarray(cat["az"], float)[sel]
-    hyps = _vote(bright_xy, cat_z, cat_az, centres, scales)
     models: list[FisheyeModel] = []
-    for votes, cx, cy, k1, rot, parity in hyps:
-        if len(models) >= n_vote:
-            break
-        # skip near-duplicates of an accepted hypothesis
-        dup = any(
-            m.parity == parity
-            and abs(m.x0 - cx) < 3 * step
-            and abs(m.y0 - cy) < 3 * step
-            and abs(((m.rotation - rot + 180) % 360) - 180) < 6
-            for m in models
-        )
-        if dup or votes < 4:
-            continue
-        models.append(FisheyeModel(cx, cy, rot, (k1,), parity=parity, shape=shape))
+    for proj in projections:
+        scales = horizon / float(projection_g(proj, np.pi / 2))
+        hyps = _vote(bright_xy, projection_g(proj, cat_z), cat_az, centres, scales)
+        kept: list[FisheyeModel] = []
+        for votes, cx, cy, k1, rot, parity in hyps:
+            if len(kept) >= n_vote:
+                break
+            # skip near-duplicates of an accepted hypothesis
+            dup = any(
+                m.parity == parity
+                and abs(m.x0 - cx) < 3 * step
+                and abs(m.y0 - cy) < 3 * step
+                and abs(((m.rotation - rot + 180) % 360) - 180) < 6
+                for m in kept
+            )
+            if dup or votes < 4:
+                continue
+            kept.append(
+                FisheyeModel(cx, cy, rot, (k1,), parity=parity, shape=shape, projection=proj)
+            )
+        models.extend(kept)
     # Second stage: score each hypothesis by a direct match count of the
     # brighter half of the detections against stars to V = 5, with one
     # similarity refit, and keep the best few for the full refinement.
@@ -639,7 +741,12 @@ def _blind_hypotheses(
         i, j, _ = match_stars(m, half, calt[sel2], caz[sel2], radius)
         if len(i) >= 4:
             m2, _ = fisheye_from_similarity(
-                half[i, 0], half[i, 1], calt[sel2][j], caz[sel2][j], shape=shape
+                half[i, 0],
+                half[i, 1],
+                calt[sel2][j],
+                caz[sel2][j],
+                shape=shape,
+                projection=m.projection,
             )
             if m2.parity == m.parity and 0.7 < m2.radial[0] / m.radial[0] < 1.4:
                 i2, _, _ = match_stars(m2, half, calt[sel2], caz[sel2], 0.6 * radius)
@@ -647,4 +754,8 @@ def _blind_hypotheses(
                     m, i = m2, i2
         scored.append((len(i), m))
     scored.sort(key=lambda t: -t[0])
-    return [m for _, m in scored[:n_keep]]
+    best = [m for _, m in scored[:n_keep]]
+    for proj in projections:  # the best hypothesis of every projection gets its chance
+        if not any(m.projection == proj for m in best):
+            best.extend([m for _, m in scored if m.projection == proj][:1])
+    return best

@@ -12,8 +12,12 @@ y = row) in four steps:
    angle ``z`` from the optical axis and an azimuth ``psi`` around it, measured
    from the projection of north through east (``psi`` = azimuth when the
    tilt is zero).
-2. *Radial mapping.* ``r = k1 z + k3 z**3 + k5 z**5 + ...`` pixels, ``z`` in
-   radians (an equidistant fisheye is ``r = k1 z``).
+2. *Radial mapping.* ``r = k1 g(z) + k3 z**3 + k5 z**5 + ...`` pixels, ``z``
+   in radians, where ``g`` is the lens's standard projection (Bettonvil
+   2005; Jeanne et al. 2019, A&A 627, A78, Sect. 3.2 for the odd radial
+   polynomial): equidistant ``g(z) = z`` (the default; then the model is the
+   odd polynomial ``r = k1 z + k3 z**3 + ...``), equisolid-angle
+   ``2 sin(z/2)``, stereographic ``2 tan(z/2)`` or orthographic ``sin z``.
 3. *Rotation and parity.* The position angle in the image, counted from the
    +x axis towards the +y axis, is ``phi = rotation + parity * psi``:
    ``rotation`` is where north lies and ``parity`` (+1 or -1) whether east
@@ -37,8 +41,10 @@ JSON format
       "y0": 520.1,                 # optical-axis pixel, y (row), 0-based
       "rotation_deg": 87.2,        # position angle of north, deg, +x towards +y
       "parity": -1,                # +1: east follows north from +x to +y; -1 mirrored
-      "radial_px": [318.0, -4.1],  # k1, k3, k5, ...: r = k1 z + k3 z^3 + ...,
+      "radial_px": [318.0, -4.1],  # k1, k3, k5, ...: r = k1 g(z) + k3 z^3 + ...,
                                    #   r in px, z in rad
+      "projection": "equidistant", # g: equidistant, equisolid, stereographic,
+                                   #   orthographic (absent: equidistant)
       "tilt_deg": [0.3, -0.1],     # optical axis tilt towards east and north, deg
       "shape": [1040, 1392]        # image (height, width) in px, or null
     }
@@ -67,9 +73,36 @@ from skysift.errors import InputError, NotEnoughStarsError
 from skysift.io.frame import Site
 from skysift.outputs.files import write_json
 
-__all__ = ["FisheyeModel", "FisheyeSolution", "fisheye_from_similarity"]
+__all__ = ["PROJECTIONS", "FisheyeModel", "FisheyeSolution", "fisheye_from_similarity"]
 
 _FORMAT_VERSION = 1
+
+#: The standard fisheye projections ``g(z)`` of the radial mapping (z in rad).
+PROJECTIONS = ("equidistant", "equisolid", "stereographic", "orthographic")
+
+
+def projection_g(projection: str, z):
+    """The projection function ``g(z)`` (z in radians; see the module docstring)."""
+    z = np.asarray(z, dtype=float)
+    if projection == "equidistant":
+        return z
+    if projection == "equisolid":
+        return 2.0 * np.sin(z / 2.0)
+    if projection == "stereographic":
+        return 2.0 * np.tan(z / 2.0)
+    return np.sin(z)  # orthographic (validated by FisheyeModel)
+
+
+def projection_dg(projection: str, z):
+    """Derivative ``dg/dz`` of :func:`projection_g`."""
+    z = np.asarray(z, dtype=float)
+    if projection == "equidistant":
+        return np.ones_like(z)
+    if projection == "equisolid":
+        return np.cos(z / 2.0)
+    if projection == "stereographic":
+        return 1.0 / np.cos(z / 2.0) ** 2
+    return np.cos(z)
 
 
 def _enu(alt_deg, az_deg) -> np.ndarray:
@@ -92,8 +125,8 @@ class FisheyeModel:
     rotation : float
         Position angle of north in the image, degrees from +x towards +y.
     radial : tuple of float
-        ``(k1, k3, k5, ...)`` of ``r = k1 z + k3 z**3 + ...``, r in pixels and
-        z (zenith angle from the optical axis) in radians; ``k1 > 0``.
+        ``(k1, k3, k5, ...)`` of ``r = k1 g(z) + k3 z**3 + ...``, r in pixels
+        and z (zenith angle from the optical axis) in radians; ``k1 > 0``.
     parity : int, optional
         +1 (east follows north from +x towards +y) or -1 (mirrored). Default +1.
     tilt : tuple of float, optional
@@ -101,12 +134,15 @@ class FisheyeModel:
         axis leans towards east and north. Default ``(0, 0)``.
     shape : tuple of int, optional
         Image shape ``(H, W)`` in pixels, for reference.
+    projection : str, optional
+        ``g`` of the radial mapping, one of :data:`PROJECTIONS`. Default
+        ``"equidistant"``.
 
     Raises
     ------
     InputError
-        If ``parity`` is not +-1, ``radial`` is empty or ``k1 <= 0``, or a
-        value is not finite.
+        If ``parity`` is not +-1, ``radial`` is empty or ``k1 <= 0``, a value
+        is not finite or the projection is unknown.
     """
 
     x0: float
@@ -116,8 +152,12 @@ class FisheyeModel:
     parity: int = 1
     tilt: tuple[float, float] = (0.0, 0.0)
     shape: tuple[int, int] | None = None
+    projection: str = "equidistant"
 
     def __post_init__(self) -> None:
+        if self.projection not in PROJECTIONS:
+            msg = f"projection must be one of {', '.join(PROJECTIONS)}, got {self.projection!r}"
+            raise InputError(msg)
         self.radial = tuple(float(k) for k in np.atleast_1d(self.radial))
         self.tilt = (float(self.tilt[0]), float(self.tilt[1]))
         if self.parity not in (1, -1):
@@ -151,26 +191,50 @@ class FisheyeModel:
     def radius(self, z_rad):
         """Radial distance in pixels of a zenith angle ``z_rad`` (radians)."""
         z = np.asarray(z_rad, dtype=float)
-        r = np.zeros_like(z)
-        for j, k in enumerate(self.radial):
+        r = self.radial[0] * projection_g(self.projection, z)
+        for j, k in enumerate(self.radial[1:], start=1):
             r = r + k * z ** (2 * j + 1)
         return r
 
     def _dradius(self, z: np.ndarray) -> np.ndarray:
-        d = np.zeros_like(z)
-        for j, k in enumerate(self.radial):
+        d = self.radial[0] * projection_dg(self.projection, z)
+        for j, k in enumerate(self.radial[1:], start=1):
             d = d + (2 * j + 1) * k * z ** (2 * j)
         return d
 
+    @property
+    def max_zenith_angle(self) -> float:
+        """Largest zenith angle (rad, <= pi) up to which the radius grows.
+
+        Past it the radial polynomial turns over (``dr/dz <= 0``) and a
+        radius no longer names one direction: :meth:`zenith_angle` returns
+        NaN beyond ``radius(max_zenith_angle)``.
+        """
+        z = np.linspace(0.0, np.pi, 1801)
+        bad = np.flatnonzero(self._dradius(z) <= 0.0)
+        return float(z[bad[0] - 1]) if bad.size and bad[0] > 0 else float(np.pi)
+
     def zenith_angle(self, r_px):
-        """Inverse of :meth:`radius`: zenith angle (radians) of a radius (px)."""
+        """Inverse of :meth:`radius`: zenith angle (radians) of a radius (px).
+
+        NaN for radii beyond the turnover of the radial mapping
+        (:attr:`max_zenith_angle`), which no direction reaches.
+        """
         r = np.asarray(r_px, dtype=float)
+        z_turn = self.max_zenith_angle
+        r = np.where(r <= self.radius(z_turn) + 1e-9, r, np.nan)
         z = r / self.radial[0]
-        if len(self.radial) > 1:
+        if len(self.radial) > 1 or self.projection != "equidistant":
+            if self.projection == "orthographic":
+                z = np.arcsin(np.clip(z, 0.0, 1.0))
+            elif self.projection == "equisolid":
+                z = 2.0 * np.arcsin(np.clip(z / 2.0, 0.0, 1.0))
+            elif self.projection == "stereographic":
+                z = 2.0 * np.arctan(z / 2.0)
             for _ in range(50):
                 d = self._dradius(z)
                 step = (self.radius(z) - r) / np.where(np.abs(d) > 1e-9, d, 1e-9)
-                z = z - step
+                z = np.clip(z - step, 0.0, z_turn)
                 if np.nanmax(np.abs(step), initial=0.0) < 1e-13:
                     break
         return z
@@ -254,6 +318,7 @@ class FisheyeModel:
             "radial_px": list(self.radial),
             "tilt_deg": list(self.tilt),
             "shape": list(self.shape) if self.shape is not None else None,
+            "projection": self.projection,
         }
 
     @classmethod
@@ -280,6 +345,7 @@ class FisheyeModel:
                 parity=int(d["parity"]),
                 tilt=tuple(d.get("tilt_deg", (0.0, 0.0))),
                 shape=tuple(d["shape"]) if d.get("shape") is not None else None,
+                projection=str(d.get("projection", "equidistant")),
             )
         except (KeyError, TypeError, ValueError) as err:
             msg = f"fisheye model dict is missing or has a bad value: {err}"
@@ -314,10 +380,12 @@ class FisheyeModel:
             raise InputError(msg) from err
 
 
-def fisheye_from_similarity(x, y, alt_deg, az_deg, *, shape=None) -> tuple[FisheyeModel, float]:
-    """Closed-form equidistant model from matched positions (both parities tried).
+def fisheye_from_similarity(
+    x, y, alt_deg, az_deg, *, shape=None, projection: str = "equidistant"
+) -> tuple[FisheyeModel, float]:
+    """Closed-form one-term model from matched positions (both parities tried).
 
-    For ``r = k1 z`` and no tilt the model is linear in ``(x0, y0, k1 cos
+    For ``r = k1 g(z)`` and no tilt the model is linear in ``(x0, y0, k1 cos
     rotation, k1 sin rotation)`` given the parity; both parities are solved
     by linear least squares and the better one is returned.
 
@@ -329,6 +397,8 @@ def fisheye_from_similarity(x, y, alt_deg, az_deg, *, shape=None) -> tuple[Fishe
         Horizontal coordinates of the same stars, in degrees.
     shape : tuple of int, optional
         Image shape stored in the model.
+    projection : str, optional
+        The projection ``g`` (one of :data:`PROJECTIONS`). Default equidistant.
 
     Returns
     -------
@@ -338,7 +408,10 @@ def fisheye_from_similarity(x, y, alt_deg, az_deg, *, shape=None) -> tuple[Fishe
     """
     x = np.asarray(x, float)
     y = np.asarray(y, float)
-    z = np.radians(90.0 - np.asarray(alt_deg, float))
+    if projection not in PROJECTIONS:
+        msg = f"projection must be one of {', '.join(PROJECTIONS)}, got {projection!r}"
+        raise InputError(msg)
+    z = projection_g(projection, np.radians(90.0 - np.asarray(alt_deg, float)))
     az = np.radians(np.asarray(az_deg, float))
     u, v = z * np.cos(az), z * np.sin(az)
     best: tuple[FisheyeModel, float] | None = None
@@ -365,6 +438,7 @@ def fisheye_from_similarity(x, y, alt_deg, az_deg, *, shape=None) -> tuple[Fishe
             radial=(k1,),
             parity=p,
             shape=shape,
+            projection=projection,
         )
         if best is None or rms < best[1]:
             best = (model, rms)

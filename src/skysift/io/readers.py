@@ -47,7 +47,7 @@ from skysift.io.metadata import (
     fits_time,
     parse_time,
 )
-from skysift.io.video import VIDEO_SUFFIXES, luminance, read_video
+from skysift.io.video import VIDEO_SUFFIXES, luminance, quiet_native_stderr, read_video
 
 __all__ = [
     "FITS_SUFFIXES",
@@ -97,8 +97,18 @@ def check_pixel_count(path: Path, shape: tuple[int, ...]) -> None:
     Raises
     ------
     InputError
-        Naming the file, its declared size and the limit (and how to raise it).
+        Naming the file, its declared size and the limit (and how to raise it),
+        or a non-positive or non-integer axis length (a corrupt header).
     """
+    dims_in = list(shape)
+    try:
+        ok = all(float(v) == int(v) and int(v) > 0 for v in dims_in)
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        dims = "x".join(str(v) for v in dims_in)
+        msg = f"{path}: declares an image of {dims} pixels; every axis must be a positive integer"
+        raise InputError(msg)
     n = int(np.prod([int(v) for v in shape], dtype=np.float64))
     limit = max_pixels()
     if n > limit:
@@ -364,7 +374,13 @@ def _decode_png(path: Path) -> np.ndarray:
         check_pixel_count(path, shape)
     try:
         buf = np.fromfile(path, dtype=np.uint8)
-        pixels = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+        # OpenCV decodes a truncated PNG into a partly blank image without an
+        # error: a complete file ends with its IEND chunk.
+        if buf.size < 12 or bytes(buf[-8:-4]) != b"IEND":
+            msg = f"{path}: corrupt or truncated PNG (no IEND chunk at the end of the file)"
+            raise InputError(msg)
+        with quiet_native_stderr():  # libpng/libjpeg complain on fd 2 about broken files
+            pixels = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
     except (cv2.error, OSError, ValueError) as err:
         msg = f"{path}: corrupt or unreadable image ({err})"
         raise InputError(msg) from err

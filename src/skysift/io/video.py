@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +17,13 @@ from astropy.time import Time, TimeDelta
 from skysift.errors import InputError
 from skysift.io.frame import Frame, FrameSequence, Site
 
-__all__ = ["VIDEO_SUFFIXES", "iter_video", "read_video", "luminance"]
+__all__ = ["VIDEO_SUFFIXES", "iter_video", "read_video", "luminance", "quiet_native_stderr"]
+
+# FFmpeg (inside OpenCV) prints its own complaints ("moov atom not found") on
+# stderr before skysift can say what is wrong: keep it to fatal errors. The
+# variable is read when OpenCV's FFmpeg backend starts, so it is set before any
+# capture is opened (a value the user set is kept).
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 VIDEO_SUFFIXES = (
     ".mp4", ".avi", ".mkv", ".mov", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".ts", ".mts",
@@ -43,9 +52,35 @@ def luminance(rgb: np.ndarray) -> np.ndarray:
     return out
 
 
+@contextlib.contextmanager
+def quiet_native_stderr() -> Iterator[None]:
+    """Silence what native libraries (libpng, FFmpeg) write on file descriptor 2.
+
+    Their messages (``libpng error: ...``, ``moov atom not found``) would
+    precede skysift's own one-line error; the error itself still comes back as
+    a Python exception or a failed read, which the caller reports. Python's
+    ``sys.stderr`` is flushed first and restored after; a no-op where the
+    descriptor cannot be duplicated.
+    """
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _open(path: Path) -> cv2.VideoCapture:
     try:
-        cap = cv2.VideoCapture(str(path))
+        with quiet_native_stderr():
+            cap = cv2.VideoCapture(str(path))
     except cv2.error as err:
         msg = f"{path}: cannot open video ({err})"
         raise InputError(msg) from err
