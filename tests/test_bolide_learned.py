@@ -50,7 +50,7 @@ def _composite(bright: bool = True, seed: int = 1):
 
 @pytest.fixture(scope="module")
 def segmenter():
-    pytest.importorskip("torch")
+    pytest.importorskip("torch", reason="torch is not installed (the learn extra)")
     return BolideSegmenter(backend="torch")
 
 

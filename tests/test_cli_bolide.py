@@ -42,8 +42,10 @@ def test_bolide_command_on_a_fits_cube(tmp_path, capsys):
 
 
 def test_bolide_command_on_an_mp4(tmp_path, capsys):
-    imageio = pytest.importorskip("imageio.v2")
-    pytest.importorskip("imageio_ffmpeg")
+    imageio = pytest.importorskip("imageio.v2", reason="imageio is not installed (the video extra)")
+    pytest.importorskip(
+        "imageio_ffmpeg", reason="imageio-ffmpeg is not installed (the video extra)"
+    )
     cube, truth = _clip()
     frames = [np.repeat(np.clip(c, 0, 255).astype(np.uint8)[..., None], 3, axis=2) for c in cube]
     path = tmp_path / "clip.mp4"

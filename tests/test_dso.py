@@ -256,8 +256,14 @@ def test_solve_errors(tmp_path):
         run_dso([tmp_path / "missing.jpg"], tmp_path)
 
 
-@pytest.mark.skipif(shutil.which("solve-field") is None, reason="astrometry.net not installed")
-@pytest.mark.skipif(not (REAL / "NGC_6888_v2.jpg").exists(), reason="shared real data missing")
+@pytest.mark.skipif(
+    shutil.which("solve-field") is None,
+    reason="astrometry.net solve-field not installed (README: System packages)",
+)
+@pytest.mark.skipif(
+    not (REAL / "NGC_6888_v2.jpg").exists(),
+    reason=f"shared real data missing: {REAL} (README: Data and credits)",
+)
 @pytest.mark.slow
 def test_run_dso_crescent_nebula(tmp_path):
     (res,) = run_dso([REAL / "NGC_6888_v2.jpg"], tmp_path, fov_deg=0.72)
@@ -283,8 +289,14 @@ def test_run_dso_crescent_nebula(tmp_path):
         write_wcs_files(sol, np.zeros((64, 64), np.float32), tmp_path, "x")
 
 
-@pytest.mark.skipif(shutil.which("solve-field") is None, reason="astrometry.net not installed")
-@pytest.mark.skipif(not (REAL / "m81_golden.png").exists(), reason="shared real data missing")
+@pytest.mark.skipif(
+    shutil.which("solve-field") is None,
+    reason="astrometry.net solve-field not installed (README: System packages)",
+)
+@pytest.mark.skipif(
+    not (REAL / "m81_golden.png").exists(),
+    reason=f"shared real data missing: {REAL} (README: Data and credits)",
+)
 def test_solve_squashed_thumbnail_m81(tmp_path):
     """m81_golden is a 1080 x 1920 Seestar frame resized to 400 x 400 (pixels 1.78x taller)."""
     from scipy import ndimage
@@ -392,8 +404,14 @@ def test_detect_evaluate_and_saliency_with_stub_model():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(shutil.which("solve-field") is None, reason="astrometry.net not installed")
-@pytest.mark.skipif(not (REAL / "m92_golden.png").exists(), reason="shared real data missing")
+@pytest.mark.skipif(
+    shutil.which("solve-field") is None,
+    reason="astrometry.net solve-field not installed (README: System packages)",
+)
+@pytest.mark.skipif(
+    not (REAL / "m92_golden.png").exists(),
+    reason=f"shared real data missing: {REAL} (README: Data and credits)",
+)
 def test_cli_dso_names_m92_visible(tmp_path, capsys):
     """``skysift dso`` on the squashed M92 thumbnail: solved blind, M92 named and visible."""
     from skysift.cli import main

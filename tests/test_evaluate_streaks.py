@@ -16,7 +16,7 @@ from skysift.streaks.evaluation import (
 )
 from skysift.streaks.training_data import StreakDataConfig, eval_cutouts
 
-torch = pytest.importorskip("torch")
+torch = pytest.importorskip("torch", reason="torch is not installed (the learn extra)")
 
 
 @pytest.fixture(scope="module")

@@ -101,7 +101,7 @@ def test_nan_pixels_get_zero_and_do_not_spread(unet, image):
 
 
 def test_onnxruntime_matches_torch(unet, image, tmp_path):
-    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (the learn extra)")
     t = predict_image(unet, image, tile=64, stride=32, backend="torch")
     o = predict_image(unet, image, tile=64, stride=32, backend="onnxruntime")
     np.testing.assert_allclose(o, t, atol=1e-4)
@@ -159,5 +159,5 @@ def test_predictor_uses_stored_normalisation(unet, image, tmp_path):
     np.testing.assert_allclose(pred(image), expected, atol=1e-6)
     assert pred.mask(image).dtype == bool
     # 'auto' picks onnxruntime when installed
-    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (the learn extra)")
     assert Predictor(unet, tile=64, stride=32).backend == "onnxruntime"

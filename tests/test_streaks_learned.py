@@ -22,7 +22,7 @@ from skysift.streaks.training_data import (
     normalise_windows,
 )
 
-torch = pytest.importorskip("torch")
+torch = pytest.importorskip("torch", reason="torch is not installed (the learn extra)")
 
 from skysift.streaks.hough import HoughStreakFinder  # noqa: E402
 from skysift.streaks.learned import (  # noqa: E402
@@ -193,7 +193,7 @@ def shipped():
     from skysift.learning.weights import WEIGHTS
 
     if not {"streak_classifier", "streak_segmenter"} <= set(WEIGHTS):
-        pytest.skip("streak weights not shipped")
+        pytest.skip("streak weights not shipped (skysift train streaks builds them)")
     return StreakImageClassifier(num_threads=1), StreakSegmenter(num_threads=1)
 
 

@@ -256,6 +256,7 @@ def test_streak_result(browser, server):
     _shot(browser, "streaks")
 
 
+@pytest.mark.slow
 def test_bolide_sample_to_light_curve(browser, server):
     samples = {s["name"]: s for s in _api(server, "/api/samples")}
     if not samples["bolide-demo"]["available"]:

@@ -11,6 +11,15 @@ import typer
 from tqdm import tqdm
 
 from skysift import __version__
+from skysift.cli.config import (
+    Settings,
+    apply_utc_offset,
+    build_default_map,
+    config_app,
+    find_config,
+    load_config,
+    resolve_settings,
+)
 from skysift.errors import InputError
 
 app = typer.Typer(
@@ -29,10 +38,22 @@ SiteOpt = Annotated[
         help="Observing site: latitude and longitude in degrees (east positive), height in metres.",
     ),
 ]
+
+
+def _station_time(ctx: typer.Context, value: str | None) -> str | None:
+    """--time: a time without an offset is in the station's ``utc_offset`` (UTC without one)."""
+    settings = ctx.find_root().meta.get("skysift.settings") or Settings()
+    return apply_utc_offset(value, settings.values.get("utc_offset"))
+
+
 TimeOpt = Annotated[
     str | None,
     typer.Option(
-        "--time", metavar="ISO8601", help="Observation time, UTC unless the string has an offset."
+        "--time",
+        metavar="ISO8601",
+        callback=_station_time,
+        help="Observation time, UTC unless the string has an offset "
+        "(or the station's utc_offset from the configuration file).",
     ),
 ]
 OutOpt = Annotated[
@@ -46,6 +67,7 @@ train_app = typer.Typer(
 evaluate_app = typer.Typer(help="Evaluate a model on held-out data.", no_args_is_help=True)
 app.add_typer(train_app, name="train")
 app.add_typer(evaluate_app, name="evaluate")
+app.add_typer(config_app, name="config")
 
 
 def echo_err(msg: str) -> None:
@@ -103,6 +125,24 @@ def _root(
         bool,
         typer.Option("--quiet", "-q", help="Only warnings and errors: no progress bars."),
     ] = False,
+    station: Annotated[
+        str | None,
+        typer.Option(
+            "--station",
+            metavar="NAME",
+            help="Named station of the configuration file: its site, fps, ... become the "
+            "defaults of the options of the same name.",
+        ),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            metavar="PATH",
+            help="Configuration file (default: $SKYSIFT_CONFIG, ./skysift.toml, then "
+            "~/.config/skysift/config.toml).",
+        ),
+    ] = None,
 ) -> None:
     """skysift: stars, streaks, meteors and bolides in night-sky images and videos."""
     if verbose and quiet:
@@ -114,3 +154,41 @@ def _root(
         before = log.level
         log.setLevel(logging.DEBUG if verbose else logging.WARNING)
         ctx.call_on_close(lambda: log.setLevel(before))
+    _apply_config(ctx, station, config)
+
+
+def _apply_config(ctx: typer.Context, station: str | None, config: Path | None) -> None:
+    """Load the configuration file and make the station's settings the subcommands' defaults.
+
+    Through click's ``default_map``, so an option typed on the command line wins.
+    """
+    if ctx.resilient_parsing:
+        return
+    path = find_config(config)
+    loaded = load_config(path) if path is not None else None
+    settings = resolve_settings(loaded, station)
+    ctx.meta["skysift.config"] = loaded
+    ctx.meta["skysift.settings"] = settings
+    if not settings.values:
+        if path is not None:
+            logging.getLogger("skysift.cli").debug("configuration: %s (no settings used)", path)
+        return
+    defaults = build_default_map(ctx.command, settings)
+    ctx.default_map = _merge(defaults, ctx.default_map or {})
+    logging.getLogger("skysift.cli").debug(
+        "configuration: %s, station: %s (%s)",
+        path,
+        settings.station or "none",
+        ", ".join(f"{k}={v}" for k, v in settings.values.items()),
+    )
+
+
+def _merge(base: dict, over: dict) -> dict:
+    """``base`` with ``over``'s values on top, recursively (an explicit default_map wins)."""
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
