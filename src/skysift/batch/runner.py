@@ -314,6 +314,20 @@ class BatchSummary:
         n = self.n_done + self.n_failed
         return n / self.seconds if self.seconds > 0 else float("nan")
 
+    @property
+    def exit_code(self) -> int:
+        """The command's exit code: 0 if nothing failed, 5 if some inputs failed, 2 if all did."""
+        if not self.n_failed:
+            return 0
+        return 5 if self.n_done + self.n_skipped else 2
+
+    def failure_lines(self) -> list[str]:
+        """``skysift: failed: INPUT: ERROR`` per failed input (the input named once)."""
+        return [
+            f"skysift: failed: {error if error.startswith(name) else f'{name}: {error}'}"
+            for name, error in self.failed
+        ]
+
     def format(self) -> str:
         """One line: done, skipped, failed, time and throughput."""
         return (
@@ -333,7 +347,8 @@ def default_workers() -> int:
 def local_cluster(n_workers: int, **kwargs: Any) -> Any:
     """A ``dask.distributed.LocalCluster`` as the batch layer starts one.
 
-    ``n_workers`` processes with one thread each, the dashboard on a free port,
+    ``n_workers`` processes with one thread each that import the tasks as they
+    start (``preload``), the dashboard on a free port,
     one task at a time per worker (``worker-saturation`` 1) and a task whose
     worker dies retried once (``allowed-failures`` 1).
 
@@ -355,6 +370,9 @@ def local_cluster(n_workers: int, **kwargs: Any) -> Any:
         "processes": True,
         "dashboard_address": ":0",
         "silence_logs": logging.ERROR,
+        # each worker imports the tasks (numpy, astropy, OpenCV, the pipelines: seconds) as it
+        # starts, before it joins: a worker counted as up takes its first task at once
+        "preload": ["skysift.batch.tasks"],
     }
     opts.update(kwargs)
     # one task at a time per worker (memory bounded by one input), and a task whose worker

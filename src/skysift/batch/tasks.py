@@ -10,20 +10,41 @@ Models are loaded through :func:`worker_cache`, once per (worker) process.
 
 from __future__ import annotations
 
+import glob
 import os
+import pickle
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from skysift.calibration.pipeline import find_stars
-from skysift.calibration.report import write_stars
+from skysift.bolide.pipeline import run_bolide
+from skysift.bolide.trails_pipeline import find_trails_in
+from skysift.calibration.pipeline import calibrate, find_stars
+from skysift.calibration.report import write_calibration, write_stars
 from skysift.detection.stars import star_finder
 from skysift.errors import InputError
 from skysift.io import read_frame
+from skysift.outputs.files import atomic_path
 from skysift.outputs.plots import plot_stars
+from skysift.streaks.pipeline import make_streak_finder, streaks_to_files
 
-__all__ = ["TASKS", "cache_info", "get_task", "stars_task", "worker_cache"]
+__all__ = [
+    "TASKS",
+    "bolide_task",
+    "cache_info",
+    "calibrate_task",
+    "get_task",
+    "load_calibration",
+    "stars_task",
+    "streaks_task",
+    "trails_task",
+    "worker_cache",
+]
+
+#: The pickled :class:`~skysift.calibration.frame.CalibrationResult` a calibration task
+#: writes when asked (``params["keep"]``), for tasks that reuse one camera's calibration.
+CALIBRATION_PICKLE = "calibration.pkl"
 
 _CACHE: dict[Any, Any] = {}
 _LOADS: dict[Any, int] = {}
@@ -120,9 +141,209 @@ def stars_task(
     return outputs
 
 
+def _site(value: Any) -> tuple[float, float, float] | None:
+    return None if value is None else tuple(float(v) for v in value)  # type: ignore[return-value]
+
+
+def calibrate_task(
+    input_path: str | os.PathLike[str], out_dir: str | os.PathLike[str], params: Mapping[str, Any]
+) -> dict[str, str]:
+    """Calibrate one image: the files of ``skysift calibrate IMAGE --out OUT_DIR``.
+
+    Parameters
+    ----------
+    input_path : path
+        Image file (FITS, PNG, JPEG, TIFF).
+    out_dir : path
+        Folder of this input's outputs (created if needed).
+    params : mapping
+        ``site`` ([lat, lon, height_m] or None), ``time`` (ISO 8601 or None),
+        ``exposure`` (s or None), ``pairs`` (path or None), ``mode`` (default
+        ``"auto"``), ``fov`` (degrees or None), ``plot`` (default True), ``keep``
+        (also write ``calibration.pkl``, the result for reuse by other tasks;
+        default False); any other key is passed to
+        :func:`skysift.calibration.pipeline.calibrate` as a keyword.
+
+    Returns
+    -------
+    dict of str to str
+        File role -> path (``stars``, ``matches``, ``calibration``, ``plot``, ...).
+
+    Raises
+    ------
+    InputError
+        If the image cannot be read or calibrated (``CalibrationError``, a subclass
+        of the package's errors, when too few stars are identified).
+    """
+    known = {"site", "time", "exposure", "pairs", "mode", "fov", "plot", "keep"}
+    extra = {k: v for k, v in params.items() if k not in known and v is not None}
+    frame = read_frame(
+        input_path, site=_site(params.get("site")), time=params.get("time"),
+        exposure=params.get("exposure"),
+    )  # fmt: skip
+    result = calibrate(
+        frame, pairs=params.get("pairs"), mode=str(params.get("mode", "auto")),
+        fov_deg=params.get("fov"), **extra,
+    )  # fmt: skip
+    paths = write_calibration(result, out_dir, plot=bool(params.get("plot", True)))
+    if params.get("keep"):
+        target = Path(out_dir) / CALIBRATION_PICKLE
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
+        paths["pickle"] = target
+    return {k: str(v) for k, v in paths.items()}
+
+
+def load_calibration(path: str | os.PathLike[str]) -> Any:
+    """The calibration a :func:`calibrate_task` kept (``calibration.pkl``), once per process.
+
+    Only files written by skysift itself are read (a pickle runs code on load).
+
+    Raises
+    ------
+    InputError
+        If the file is missing or not a calibration.
+    """
+    key = ("calibration", str(Path(path).resolve()))
+
+    def load() -> Any:
+        try:
+            return pickle.loads(Path(path).read_bytes())  # noqa: S301 - our own file (see above)
+        except (OSError, pickle.UnpicklingError, EOFError, AttributeError) as err:
+            msg = f"{path}: not a kept calibration ({type(err).__name__}: {err})"
+            raise InputError(msg) from None
+
+    return worker_cache(key, load)
+
+
+def streaks_task(
+    input_path: str | os.PathLike[str], out_dir: str | os.PathLike[str], params: Mapping[str, Any]
+) -> dict[str, str]:
+    """Find streaks in one image: ``NAME.streaks.ecsv``, ``NAME.prob.fits``, ``NAME.mask.png``.
+
+    ``NAME`` is the name of ``out_dir`` (the input's unique name in the run); the
+    files are those :func:`skysift.streaks.pipeline.run_streaks` writes for the
+    image. The finder (and its weights) is built once per process.
+
+    Parameters
+    ----------
+    input_path : path
+        Image file.
+    out_dir : path
+        Folder of this input's outputs (created if needed).
+    params : mapping
+        ``method`` (default ``"learned"``), ``threshold`` (default 0.5),
+        ``segment_all`` (default False), ``calibration`` (path of a kept
+        ``calibration.pkl`` whose camera gives RA/Dec; default None).
+
+    Returns
+    -------
+    dict of str to str
+        ``{"streaks": ..., "prob": ..., "mask": ...}``.
+
+    Raises
+    ------
+    InputError
+        If the image cannot be read or a parameter is invalid.
+    """
+    method = str(params.get("method", "learned"))
+    segment_all = bool(params.get("segment_all", False))
+    finder = worker_cache(
+        ("streaks", method, segment_all),
+        lambda: make_streak_finder(method, segment_all=segment_all),
+    )
+    camera = None
+    if params.get("calibration"):
+        camera = load_calibration(params["calibration"]).camera
+    paths = streaks_to_files(
+        input_path, out_dir, method=method, threshold=params.get("threshold", 0.5),
+        segment_all=segment_all, finder=finder, stem=Path(out_dir).name, wcs_or_camera=camera,
+    )  # fmt: skip
+    return {k: str(v) for k, v in paths.items()}
+
+
+def bolide_task(
+    input_path: str | os.PathLike[str], out_dir: str | os.PathLike[str], params: Mapping[str, Any]
+) -> dict[str, str]:
+    """The bolide light curve of one clip: the files of ``skysift bolide CLIP --out OUT_DIR``.
+
+    Parameters
+    ----------
+    input_path : path
+        Video, folder of frames or FITS cube.
+    out_dir : path
+        Folder of this clip's outputs (created if needed).
+    params : mapping
+        ``calibration`` (calibration image, or a kept ``calibration.pkl`` of the
+        camera, reused as it is; default: the clip's median stack), ``site``,
+        ``time``, ``fps``, ``pairs``, ``method`` (default ``"auto"``), ``overlays``
+        (default True), as for :func:`skysift.bolide.pipeline.run_bolide`.
+
+    Returns
+    -------
+    dict of str to str
+        File role -> path (``report``, ``lightcurve``, ...).
+
+    Raises
+    ------
+    InputError
+        If the clip cannot be read or a parameter is invalid.
+    """
+    calibration = params.get("calibration")
+    if calibration and str(calibration).endswith(CALIBRATION_PICKLE):
+        calibration = load_calibration(calibration)
+    result = run_bolide(
+        input_path, out_dir, calibration=calibration, site=_site(params.get("site")),
+        time=params.get("time"), fps=params.get("fps"), pairs=params.get("pairs"),
+        method=str(params.get("method", "auto")), overlays=bool(params.get("overlays", True)),
+    )  # fmt: skip
+    return {k: str(v) for k, v in result.files.items()}
+
+
+def trails_task(
+    input_path: str | os.PathLike[str], out_dir: str | os.PathLike[str], params: Mapping[str, Any]
+) -> dict[str, str]:
+    """Meteor trails of one exposure: ``STEM.trails.ecsv`` and ``STEM.trails.png``.
+
+    Parameters
+    ----------
+    input_path : path
+        Image file.
+    out_dir : path
+        Folder of this input's outputs (created if needed).
+    params : mapping
+        Keywords of :func:`skysift.bolide.trails_pipeline.find_trails_in`
+        (none needed).
+
+    Returns
+    -------
+    dict of str to str
+        ``{"trails": STEM.trails.ecsv}`` and the other ``STEM.trails*`` files
+        written (``png``: the figure, ``profile_ecsv``: the profiles, ...).
+
+    Raises
+    ------
+    InputError
+        If the image cannot be read.
+    """
+    table, ecsv = find_trails_in(input_path, out_dir, **dict(params))
+    ecsv = Path(ecsv if ecsv is not None else out_dir)  # out_dir given: always written
+    stem = ecsv.name[: -len(".trails.ecsv")]
+    outputs = {"trails": str(ecsv)}
+    for other in sorted(ecsv.parent.glob(f"{glob.escape(stem)}.trails*")):
+        if other != ecsv:  # the figure, the profiles table, ...
+            label = other.name[len(stem) + len(".trails") :].lstrip("_.").replace(".", "_")
+            outputs[label or other.name] = str(other)
+    return outputs
+
+
 #: Batch tasks by name (the commands that run on the batch layer).
 TASKS: dict[str, Callable[[str, str, Mapping[str, Any]], dict[str, str]]] = {
     "stars": stars_task,
+    "calibrate": calibrate_task,
+    "streaks": streaks_task,
+    "bolide": bolide_task,
+    "trails": trails_task,
 }
 
 
@@ -139,5 +360,5 @@ def get_task(task: str | Callable[..., dict[str, str]]) -> tuple[str, Callable[.
     try:
         return task, TASKS[task]
     except KeyError:
-        msg = f"unknown batch task {task!r}; valid: {', '.join(sorted(TASKS))}"
+        msg = f"unknown batch task {task!r}; valid: {', '.join(TASKS)}"
         raise InputError(msg) from None

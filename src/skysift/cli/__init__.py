@@ -12,7 +12,7 @@ import warnings
 
 import typer
 
-from skysift.cli import core, bolide, streaks, stars, movers, stamps, dso  # noqa: F401, I001  isort: skip  (register the commands, in --help order)
+from skysift.cli import core, bolide, streaks, stars, movers, stamps, dso, night  # noqa: F401, I001  isort: skip  (register the commands, in --help order)
 from skysift.cli.app import app, echo_err
 from skysift.errors import SkysiftError
 
