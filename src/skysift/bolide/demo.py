@@ -202,12 +202,9 @@ def run_demo(
         trail = {k: round(float(r[k]), 1) for k in ("x1", "y1", "x2", "y2", "length", "snr")}
     summary = {**score, "segmenter": result.method, "trail": trail}
     write_json(summary, out / "demo_score.json")
-    png = (
-        None
-        if trail_file is None
-        else f"../umd_meteor/{Path(trail_file).name.replace('.ecsv', '.png')}"
-    )
-    extra = _demo_html(score, trail, png)
+    # the bolide report holds the bolide only: the UMD still-frame trail is an unrelated
+    # result, in umd_meteor/ and demo_score.json
+    extra = _demo_html(score)
     files["report"] = write_report(result, out / "bolide", files, extra=extra,
                                    title="skysift demo: bolide on a real all-sky frame")  # fmt: skip
     echo(
@@ -231,27 +228,14 @@ def run_demo(
     return summary
 
 
-def _demo_html(score: dict, trail: dict | None, png: str | None) -> str:
+def _demo_html(score: dict) -> str:
     rows = "".join(
         f"<tr><td style='text-align:left'>{html.escape(k)}</td><td>{v:.3f}</td></tr>"
         if isinstance(v, float) else f"<tr><td style='text-align:left'>{html.escape(k)}</td><td>{v}</td></tr>"
         for k, v in score.items()
     )  # fmt: skip
-    t = (
-        "<p>No meteor trail found in the UMD frame.</p>"
-        if trail is None
-        else f"<p>Real UMD frame <code>Meteor-20191028.png</code>: meteor trail from "
-        f"({trail['x1']:.0f}, {trail['y1']:.0f}) to ({trail['x2']:.0f}, {trail['y2']:.0f}), "
-        f"{trail['length']:.0f} px, SNR {trail['snr']:.1f}.</p>"
-        + (
-            f'<figure><img src="{png}" alt="UMD meteor trail">'
-            "<figcaption>UMD meteor trail (green)</figcaption></figure>"
-            if png
-            else ""
-        )
-    )
     return (
         "<h2>Demo: recovered versus injected</h2><p>The bolide was injected by the simulator "
         "into a real all-sky frame; magnitudes are compared over the unsaturated frames.</p>"
-        f"<table>{rows}</table>{t}"
+        f"<table>{rows}</table>"
     )

@@ -391,7 +391,7 @@ def head_photometry(
         PSF FWHM, px. Default 3.
     saturation : float, optional
         Saturation level (ADU); frames with an aperture pixel at or above
-        99.9 % of it are flagged.
+        ``saturation - max(0.001 saturation, 3 noise)`` are flagged.
     gain : float, optional
         e-/ADU for the head's shot noise; without it ``flux_err`` holds the
         background noise only.
@@ -458,7 +458,11 @@ def head_photometry(
             cx, cy = trajectory.point(lead)
             cx, cy = float(cx), float(cy)
         peak = float(np.nanmax(frame[y0:y1, x0:x1][ap])) if ap.any() else np.nan
-        sat = bool(saturation is not None and peak >= 0.999 * saturation)
+        # a peak within 3 noise sigmas of the ceiling is a clipped pixel (lossy 8-bit video
+        # blurs a clipped head to a few ADU below it)
+        sat = bool(
+            saturation is not None and peak >= saturation - max(0.001 * saturation, 3 * noise)
+        )
         g = _gauss(diff, cx - x0, cy - y0, fwhm, noise)
         rows.append(
             {

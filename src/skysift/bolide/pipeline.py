@@ -39,9 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import astropy.units as u
 import numpy as np
-from astropy.coordinates import ICRS, AltAz, SkyCoord
 from astropy.table import Table
 from astropy.time import Time, TimeDelta
 
@@ -51,6 +49,7 @@ from skysift.bolide.detection import (
     clip_background,
     difference_noise,
 )
+from skysift.bolide.gmn_export import apply_platepar
 from skysift.bolide.learned import BolideSegmenter
 from skysift.bolide.measurement import (
     Trajectory,
@@ -62,10 +61,18 @@ from skysift.bolide.measurement import (
 )
 from skysift.bolide.motion import MotionZone, motion_zone
 from skysift.bolide.report import write_bolide
-from skysift.calibration.catalog import offline_iers, standard_pressure
+from skysift.bolide.science import (
+    add_science_columns,
+    calibration_strength,
+    few_star_note,
+    sky_positions,
+)
+from skysift.bolide.tracking import follow_head, head_table, overlay_mask
+from skysift.calibration.fewstar import stack_frames
 from skysift.calibration.frame import CalibrationResult
 from skysift.calibration.photometric import airmass as airmass_of
 from skysift.calibration.pipeline import calibrate
+from skysift.calibration.platepar import Platepar, read_platepar
 from skysift.detection.masks import sky_mask
 from skysift.detection.stars import estimate_saturation
 from skysift.errors import InputError, NoDetectionsWarning, SkysiftError
@@ -139,6 +146,8 @@ class BolideResult:
     background: np.ndarray | None = None
     noise: float = float("nan")
     saturation: float | None = None
+    site: Site | None = None
+    height_km: float | None = None
 
     @property
     def found(self) -> bool:
@@ -234,38 +243,6 @@ def _frame_times(seq: FrameSequence, fps: float, start: Time | None) -> Time | N
     return t + TimeDelta(0.5 * min(exp, 1.0 / fps), format="sec")
 
 
-def _sky_positions(camera: Any, x: np.ndarray, y: np.ndarray, times: Time | None):
-    """(ra, dec, alt, az) in degrees of pixels at per-point times (NaN when unknown)."""
-
-    n = len(x)
-    nan = np.full(n, np.nan)
-    if camera is None or n == 0:
-        return nan, nan, nan.copy(), nan.copy()
-    site = camera.site
-    with offline_iers():
-        if camera.model_type == "fisheye":
-            alt, az = camera.pixel_to_altaz(x, y)
-            if times is None or site is None:
-                return nan, nan, np.asarray(alt), np.asarray(az)
-            frame = AltAz(
-                obstime=times,
-                location=site.to_earth_location(),
-                pressure=standard_pressure(site.height) * u.hPa,
-                temperature=10 * u.deg_C,
-                relative_humidity=0.5,
-                obswl=0.55 * u.micron,
-            )
-            c = SkyCoord(alt=np.asarray(alt) * u.deg, az=np.asarray(az) * u.deg, frame=frame)
-            icrs = c.transform_to(ICRS())
-            return icrs.ra.deg, icrs.dec.deg, np.asarray(alt), np.asarray(az) % 360
-        ra, dec = camera.pixel_to_radec(x, y)
-        if times is None or site is None:
-            return np.asarray(ra), np.asarray(dec), nan, nan
-        frame = AltAz(obstime=times, location=site.to_earth_location())
-        aa = SkyCoord(ra=np.asarray(ra) * u.deg, dec=np.asarray(dec) * u.deg).transform_to(frame)
-        return np.asarray(ra), np.asarray(dec), aa.alt.deg, aa.az.deg % 360
-
-
 def light_curve(
     phot: Table,
     *,
@@ -306,7 +283,7 @@ def light_curve(
     y = np.asarray(phot["y"], float)
     t_frames = times[frames] if times is not None and n else None
     camera = calibration.camera if calibration is not None else None
-    ra, dec, alt, az = _sky_positions(camera, x, y, t_frames)
+    ra, dec, alt, az = sky_positions(camera, x, y, t_frames)
     flux = np.asarray(phot["flux"], float)
     flux_err = np.asarray(phot["flux_err"], float)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -394,6 +371,8 @@ def run_bolide(
     gain: float | None = None,
     overlays: bool = True,
     max_wake_frames: int = 10,
+    height_km: float | None = None,
+    platepar: str | os.PathLike[str] | Platepar | None = None,
     progress: Progress | None = None,
 ) -> BolideResult:
     """Calibrated light curve of the bolide in a video.
@@ -440,6 +419,14 @@ def run_bolide(
         Beyond the frames with motion, segmentation follows a non-empty mask
         (the wake, a faint start) for at most this many frames each way.
         Default 10.
+    height_km : float, optional
+        Height of the meteor above sea level (km): adds ``range_km`` and
+        ``abs_mag`` (magnitude at 100 km) to the light curve.
+    platepar : path or Platepar, optional
+        A GMN/RMS station's calibration (``platepar_cmn2010.cal``, read with
+        :func:`skysift.calibration.platepar.read_platepar`): the head's
+        ``ra``, ``dec``, ``alt``, ``az`` come from it, row by row at each
+        frame's UTC time (needs ``time``); its site stands in for ``site``.
     progress : callable, optional
         ``progress(stage, fraction)`` with stage one of "read", "calibrate",
         "motion", "segment", "measure", "write".
@@ -464,6 +451,13 @@ def run_bolide(
     messages: list[str] = []
     t0 = _time.perf_counter()
     method = _resolve_method(method)
+    if height_km is not None and not height_km > 0:
+        msg = f"height_km must be > 0 (km above sea level), got {height_km!r}"
+        raise InputError(msg)
+    if platepar is not None and not isinstance(platepar, Platepar):
+        platepar = read_platepar(platepar)
+    if platepar is not None and site is None:
+        site = platepar.site
     report("read", 0.0)
     clip = read_clip(video, site=site, time=time, fps=fps)
     timings["read"] = _time.perf_counter() - t0
@@ -478,7 +472,7 @@ def run_bolide(
     t1 = _time.perf_counter()
     sky = ~(
         cal.sky.mask if cal is not None and cal.sky is not None else sky_mask(clip.background).mask
-    )
+    ) & ~overlay_mask(clip.cube)  # burned-in timestamps are not sky
     motion = motion_zone(
         clip.cube,
         threshold=motion_threshold,
@@ -498,7 +492,9 @@ def run_bolide(
             clip, motion, noise, sky=sky, method=method, threshold=threshold,
             max_wake_frames=max_wake_frames, progress=lambda f: report("segment", f),
         )  # fmt: skip
-    else:
+    # a slow, saturated or glowing head the flow and the segmenter miss: the transient tracker
+    masks, head_frames = follow_head(clip.cube, clip.background, masks, sky=sky, messages=messages)
+    if not masks:
         messages.append("nothing moves in the video: no bolide")
     timings["segment"] = _time.perf_counter() - t1
 
@@ -506,8 +502,12 @@ def run_bolide(
     report("measure", 0.0)
     traj, lc = measure_bolide(
         clip, masks, cal, noise=noise, saturation=saturation, gain=gain,
-        motion_found=motion.found, messages=messages,
+        motion_found=motion.found, messages=messages, head_frames=head_frames,
     )  # fmt: skip
+    if platepar is not None and len(lc):
+        lc = apply_platepar(lc, platepar)
+        messages.append("sky positions from the GMN platepar")
+    lc = add_science_columns(lc, site=clip.site, height_km=height_km)
     timings["measure"] = _time.perf_counter() - t1
     report("measure", 1.0)
 
@@ -515,6 +515,7 @@ def run_bolide(
         lightcurve=lc, motion=motion, trajectory=traj, calibration=cal, masks=masks,
         method=method, fps=clip.fps, n_frames=len(clip.cube), messages=messages,
         timings=timings, background=clip.background, noise=noise, saturation=saturation,
+        site=clip.site, height_km=height_km,
     )  # fmt: skip
     if out_dir is not None:
         t1 = _time.perf_counter()
@@ -657,21 +658,33 @@ def calibrate_clip(
         raise InputError(msg)
     if cal is not None:
         return cal
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NoDetectionsWarning)
-            return calibrate(
-                cal_frame,
-                site=cal_frame.site or clip.site,
-                time=cal_frame.time or clip.start_time,
-                pairs=pairs,
-            )
-    except SkysiftError as exc:
-        msg = f"calibration failed ({exc}); magnitudes are instrumental only"
-        if messages is not None:
-            messages.append(msg)
-        warnings.warn(msg, NoDetectionsWarning, stacklevel=2)
-        return None
+    site, start = cal_frame.site or clip.site, cal_frame.time or clip.start_time
+    best, error = None, None
+    # the default image (the clip's median) first; when it fails or gives only the few-star
+    # model, a sigma-clipped mean stack too (it reaches fainter stars on 8-bit video)
+    for k in range(2 if calibration is None and site is not None and start is not None else 1):
+        image = cal_frame if k == 0 else cal_frame.with_(data=stack_frames(clip.cube))
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", NoDetectionsWarning)
+                # a meteor camera is all-sky by nature: the few-star model may stand in
+                cal = calibrate(image, site=site, time=start, pairs=pairs, fewstar=True)
+        except SkysiftError as exc:
+            error = error or exc
+            continue
+        if best is None or calibration_strength(cal) > calibration_strength(best):
+            best = cal
+        if calibration_strength(cal)[0]:
+            break  # the full model
+    if best is not None:
+        return few_star_note(best, messages)
+    msg = f"calibration failed ({error}); magnitudes are instrumental only"
+    if site is None and start is None:
+        msg += " (neither the site nor the time is known: give --site and --time)"
+    if messages is not None:
+        messages.append(msg)
+    warnings.warn(msg, NoDetectionsWarning, stacklevel=2)
+    return None
 
 
 def clip_noise(clip: Clip, sky: np.ndarray) -> float:
@@ -731,8 +744,12 @@ def measure_bolide(
     gain: float | None = None,
     motion_found: bool = True,
     messages: list[str] | None = None,
+    head_frames: list[int] | None = None,
 ) -> tuple[Any, Table]:
     """Track the head and measure the light curve (stage 4 of :func:`run_bolide`).
+
+    ``head_frames`` (from :func:`skysift.bolide.tracking.follow_head`) makes
+    every listed frame a head frame instead of :func:`track_head`'s rule.
 
     Returns
     -------
@@ -746,7 +763,9 @@ def measure_bolide(
     traj = _fit_path(masks, diffs, cal)
     phot = None
     if traj is not None:
-        track = track_head(masks, traj)
+        track = (
+            track_head(masks, traj) if head_frames is None else head_table(masks, traj, head_frames)
+        )
         phot = head_photometry(
             {i: cube[i] for i in masks}, background, masks, track, traj,
             noise=noise, fwhm=_fwhm(cal), saturation=saturation, gain=gain,

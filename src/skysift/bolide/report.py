@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 from matplotlib.figure import Figure
 
+from skysift.bolide.science import peak_wording, science_summary, time_axis_label
 from skysift.calibration.report import write_calibration
 from skysift.outputs.files import atomic_path, write_json, write_table, write_with
 
@@ -91,7 +92,7 @@ def plot_light_curve(result: BolideResult, path: str | Path, *, truth=None) -> P
     if truth is not None and len(truth):
         ax.plot(truth["t"], truth["mag"], "-", color="0.4", lw=1, label="injected")
     ax.invert_yaxis()
-    ax.set_xlabel("time from the first frame (s)")
+    ax.set_xlabel(time_axis_label(lc))
     ax.set_ylabel("magnitude" if calibrated else "instrumental magnitude")
     ax.set_title("bolide light curve" if len(lc) else "no bolide found")
     ax.grid(alpha=0.3)
@@ -262,6 +263,7 @@ def _summary(result: BolideResult) -> dict[str, Any]:
         d["duration_s"] = float(lc["t"][-1] - lc["t"][0])
     if result.trajectory is not None:
         d["direction_deg"] = result.trajectory.angle_deg
+    d["science"] = science_summary(result)
     if cal is not None:
         d["calibration"] = {
             "model_type": cal.model_type,
@@ -356,11 +358,12 @@ def write_report(
     )
     msgs = "".join(f"<li>{html.escape(m)}</li>" for m in result.messages)
     headline = (
-        f"Bolide tracked in {s['n_head_frames']} frames ({s['n_saturated']} saturated), "
-        f"{peak_text(lc)}"
+        f"Bolide tracked in {s['n_head_frames']} frames ({s['n_saturated']} saturated); "
+        f"{peak_wording(lc)}"
         if result.found
         else "No bolide found"
     )
+    sci_html = _science_html(s["science"])
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>
@@ -373,6 +376,7 @@ table{{border-collapse:collapse;font-size:85%}} td,th{{border:1px solid #ccc;pad
 <p><b>{html.escape(headline)}</b>. Segmenter: {html.escape(result.method)}; {result.n_frames} frames at {result.fps:g} fps.</p>
 <p>Files: {downloads}</p>
 {cal_html}
+{sci_html}
 {"<ul>" + msgs + "</ul>" if msgs else ""}
 {extra}
 {"".join(imgs)}
@@ -387,6 +391,55 @@ table{{border-collapse:collapse;font-size:85%}} td,th{{border:1px solid #ccc;pad
     path = out / "report.html"
     write_with(path, lambda tmp: tmp.write_text(page, encoding="utf-8"))
     return path
+
+
+def _science_html(sci: dict[str, Any]) -> str:
+    """The meteor-science lines of the report: site, camera, timing, speed, direction, peak."""
+
+    def f(v, fmt: str = ".2f", unit: str = "") -> str:
+        return "n/a" if v is None else f"{v:{fmt}}{unit}"
+
+    site = sci.get("site")
+    site_txt = (
+        "unknown (give --site LAT LON HEIGHT_M)"
+        if site is None
+        else f"lat {site['lat_deg']:.4f}&deg;, lon {site['lon_deg']:.4f}&deg;, {site['height_m']:.0f} m"
+    )
+    cam = sci.get("camera")
+    if cam is None:
+        cam_txt = "none (calibration failed)"
+    elif "x0" in cam:
+        cam_txt = (
+            f"{html.escape(str(cam.get('projection', 'equidistant')))} fisheye "
+            f"({html.escape(str(cam.get('method')))} fit): zenith pixel ({cam['x0']:.1f}, {cam['y0']:.1f}), "
+            f"radial {', '.join(f'{k:.2f}' for k in cam['radial_px'])} px/rad, north at "
+            f"{cam['rotation_deg']:.1f}&deg;, parity {cam['parity']:+d}"
+        )
+    else:
+        cam_txt = html.escape(str(cam.get("model_type")))
+    rows = [
+        ("Site", site_txt),
+        ("Camera model", cam_txt),
+        ("Peak", html.escape(sci.get("peak_text", ""))),
+        ("Onset (UTC)", html.escape(str(sci.get("onset_utc") or "unknown (give --time)"))),
+        ("Duration", f(sci.get("duration_s"), ".2f", " s")),
+        ("Angular speed", f(sci.get("angular_speed_deg_s"), ".2f", " deg/s")),
+        ("Direction of motion", f"position angle {f(sci.get('position_angle_deg'), '.1f', '&deg;')} "
+         f"(east of north); azimuth of motion {f(sci.get('azimuth_of_motion_deg'), '.1f', '&deg;')}"),
+    ]  # fmt: skip
+    if sci.get("height_km") is not None:
+        rows.append(
+            (
+                f"Absolute magnitude (100 km; meteor at {sci['height_km']:g} km)",
+                f"peak measured (unsaturated) {f(sci.get('abs_peak_measured_mag'))}; saturated: "
+                f"brighter than {f(sci.get('abs_saturated_brighter_than_mag'))}",
+            )
+        )
+    body = "".join(
+        f"<tr><td style='text-align:left'>{k}</td><td style='text-align:left'>{v}</td></tr>"
+        for k, v in rows
+    )
+    return f"<h2>Meteor</h2><table>{body}</table>"
 
 
 def write_bolide(

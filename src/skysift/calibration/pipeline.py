@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import time as _time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +28,11 @@ from astropy.time import Time
 
 from skysift.calibration.allsky import solve_fisheye
 from skysift.calibration.catalog import lookup_hip, star_altaz
+from skysift.calibration.fewstar import fewstar_fallback
 from skysift.calibration.frame import CalibratedFrame, CalibrationResult, radius_norm
 from skysift.calibration.pairs import extend_to_detections, fit_fisheye_pairs, read_pairs
 from skysift.calibration.photometric import airmass, fit_zero_point
-from skysift.calibration.platesolve import fit_wcs_pairs, solve_plate
+from skysift.calibration.platesolve import fit_wcs_pairs, sky_hint, solve_plate
 from skysift.detection.masks import SkyMask, sky_mask
 from skysift.detection.stars import StarFlag, detect_stars, median_fwhm
 from skysift.errors import (
@@ -104,6 +106,10 @@ def _as_sigma(value: Any) -> float:
         msg = f"threshold_sigma must be a number (in sigma), got {value!r}"
         raise InputError(msg)
     return float(value)
+
+
+#: Most usable detections for which the few-star model may stand in for the full one.
+FEWSTAR_MAX_DETECTIONS = 100
 
 
 def _is_allsky(frame: Frame, sky: SkyMask | None) -> bool:
@@ -197,6 +203,11 @@ def calibrate(
     fov_deg: float | None = None,
     method: str = "classical",
     threshold_sigma: float = 3.0,
+    ra_deg: float | str | None = None,
+    dec_deg: float | str | None = None,
+    radius_deg: float | None = None,
+    fewstar: bool | None = None,
+    progress: Callable[[str, float], None] | None = None,
 ) -> CalibrationResult:
     """Calibrate a frame astrometrically and photometrically.
 
@@ -223,6 +234,25 @@ def calibrate(
         Star finder. Default ``"classical"``.
     threshold_sigma : float, optional
         Detection threshold in background sigma. Default 3.
+    ra_deg, dec_deg : float or str, optional
+        Approximate field centre for the narrow-field plate solve, in degrees
+        or as angle strings (``"05:35:17"`` is hours of RA, ``"-05:23:28"``
+        degrees of Dec; see :func:`skysift.calibration.platesolve.sky_hint`).
+        astrometry.net searches only there; a tetra3rs solution farther than
+        ``radius_deg`` is rejected. Not used by the all-sky model.
+    radius_deg : float, optional
+        Radius of the search around the hint, in degrees (default 5).
+    fewstar : bool, optional
+        Whether the constrained few-star all-sky model
+        (:func:`skysift.calibration.fewstar.fewstar_fallback`) may stand in
+        when the full model fails for want of stars (site and time known, no
+        pairs, fewer than ``FEWSTAR_MAX_DETECTIONS`` usable detections).
+        Default (None): only for frames taken as all-sky (``mode="allsky"``,
+        or a lens circle found in auto mode); True: also otherwise (a meteor
+        camera's video, all-sky by nature, whose circle is not seen).
+    progress : callable, optional
+        ``progress(stage, fraction)`` with stage "detection", "astrometry" or
+        "photometry" and fraction 0 or 1 (for a progress bar).
 
     Returns
     -------
@@ -234,9 +264,10 @@ def calibrate(
         If too few stars are detected or identified (cloudy frame, daylight,
         wrong site or time): nothing is invented.
     CalibrationError
-        If no solution is found.
+        If no solution is found (or none within ``radius_deg`` of the hint).
     InputError
-        If an option is invalid (e.g. an all-sky frame without site and time).
+        If an option is invalid (e.g. an all-sky frame without site and time,
+        a hint radius <= 0 or a Dec outside [-90, 90]).
     """
 
     frame = as_frame(frame)
@@ -247,17 +278,33 @@ def calibrate(
     if mode not in ("auto", "allsky", "narrow"):
         msg = f"mode must be 'auto', 'allsky' or 'narrow', got {mode!r}"
         raise InputError(msg)
+    hint = sky_hint(ra_deg, dec_deg, radius_deg)  # checked before the slow steps
     site = as_site(site) if site is not None else frame.site
     if time is not None:
         frame = frame.with_(time=parse_time(time))
     # Stars are placed at mid-exposure (they move 0.25 deg per minute of exposure).
     time = frame.mid_time
     timings: dict[str, float] = {}
+    report = progress or (lambda stage, fraction: None)
     t0 = _time.perf_counter()
+    report("detection", 0.0)
     stars, sky = find_stars(frame, method=method, threshold_sigma=threshold_sigma)
     timings["detection"] = _time.perf_counter() - t0
+    report("astrometry", 1 / 3)
     usable = (np.asarray(stars["flags"]) & int(_SOLVE_EXCLUDE)) == 0
-    if usable.sum() < MIN_STARS:
+    # few stars with site and time known: the constrained few-star model (calibration.fewstar),
+    # for all-sky frames only and only when stars are few (many detections and a failed full
+    # model mean something else is wrong: a few-star fit would then find a chance alignment)
+    allsky = mode == "allsky" or (mode == "auto" and _is_allsky(frame, sky))
+    few = (
+        site is not None
+        and time is not None
+        and mode != "narrow"
+        and pairs is None
+        and (allsky if fewstar is None else bool(fewstar))
+        and int(usable.sum()) < FEWSTAR_MAX_DETECTIONS
+    )
+    if usable.sum() < MIN_STARS and not few:
         msg = f"{frame.name}: not enough stars to calibrate: {int(usable.sum())} detected, need {MIN_STARS}"
         raise NotEnoughStarsError(msg)
     solve_stars = stars.copy()
@@ -265,16 +312,28 @@ def calibrate(
     solve_stars = solve_stars[usable]
 
     t0 = _time.perf_counter()
-    allsky = mode == "allsky" or (mode == "auto" and _is_allsky(frame, sky))
     try:
         if pairs is not None:
             solution, model_type = _solve_pairs(pairs, solve_stars, frame, site, time, allsky, mode)
-        elif allsky:
-            solution, model_type = _solve_allsky(solve_stars, frame, site, time, sky), "fisheye"
         else:
-            solution, model_type = _solve_narrow_then_allsky(
-                solve_stars, frame, site, time, sky, fov_deg=fov_deg, mode=mode
-            )
+            try:
+                if usable.sum() < MIN_STARS:
+                    msg = f"not enough stars to calibrate: {int(usable.sum())} detected, need {MIN_STARS}"
+                    raise NotEnoughStarsError(msg)
+                if allsky:
+                    solution, model_type = (
+                        _solve_allsky(solve_stars, frame, site, time, sky),
+                        "fisheye",
+                    )
+                else:
+                    solution, model_type = _solve_narrow_then_allsky(
+                        solve_stars, frame, site, time, sky, fov_deg=fov_deg, mode=mode, hint=hint
+                    )
+            except (NotEnoughStarsError, CalibrationError) as full_err:
+                if not few:
+                    raise
+                # the fallback: a known projection fitted to as few as 5 identified stars
+                solution, model_type = fewstar_fallback(frame, solve_stars, site, time, full_err)
     except SkysiftError as err:
         # Name the file in the one-line message, keeping the error's type (and exit code).
         if str(err).startswith(f"{frame.name}:"):
@@ -284,8 +343,10 @@ def calibrate(
     matches = _finish_matches(solution.matches, solve_stars, model_type, site, time)
 
     t0 = _time.perf_counter()
+    report("photometry", 2 / 3)
     zp = _photometry(matches, stars, frame, sky, model_type, solution)
     timings["photometry"] = _time.perf_counter() - t0
+    report("photometry", 1.0)
     band = matches.meta.get(
         "catalog_mag_band",
         matches.meta.get("catalog_band", "V" if model_type == "fisheye" else "G"),
@@ -314,6 +375,7 @@ def _solve_narrow_then_allsky(
     *,
     fov_deg: float | None,
     mode: str,
+    hint: tuple[Any, float] | None = None,
 ) -> tuple[Any, str]:
     """The blind plate solve; in auto mode with site and time, the all-sky model when it fails.
 
@@ -324,7 +386,11 @@ def _solve_narrow_then_allsky(
     error names every model tried.
     """
     try:
-        return solve_plate(stars, frame.shape, fov_deg=fov_deg), "tan-sip"
+        centre, radius = hint if hint is not None else (None, None)
+        solution = solve_plate(
+            stars, frame.shape, fov_deg=fov_deg, center=centre, radius_deg=radius
+        )
+        return solution, "tan-sip"
     except NotEnoughStarsError:
         raise
     except CalibrationError as narrow_err:

@@ -457,8 +457,11 @@ async function drawBolide(job, body) {
   const frameOf = (name) => parseInt(name.match(/(\d+)/)[1], 10);
   const rowsByFrame = new Map(lc.rows.map((r) => [r.frame, r]));
   const tcol = lc.rows.some((r) => r.t !== null && r.t !== undefined) ? "t" : "frame";
-  const pts = lc.rows.map((r) => ({ x: r[tcol], y: r.mag, err: r.mag_err, data: r,
-    label: `frame ${r.frame}, t ${fmt(r.t, 3)} s: ${fmt(r.mag)} ± ${fmt(r.mag_err)} mag${r.saturated ? " (saturated: a bright limit)" : ""}` }));
+  // calibrated magnitudes, else instrumental ones; saturated frames are bright limits (drawn as such)
+  const mcol = lc.rows.some((r) => Number.isFinite(r.mag)) ? "mag" : "inst_mag";
+  const epoch = lc.rows.length && lc.rows[0].time ? lc.rows[0].time : null;
+  const pts = lc.rows.map((r) => ({ x: r[tcol], y: r[mcol], err: r.saturated ? null : r.mag_err, limit: !!r.saturated, data: r,
+    label: `frame ${r.frame}, ${r.time ? r.time + " UTC" : "t " + fmt(r.t, 3) + " s"}: ${r.saturated ? "brighter than " + fmt(r[mcol]) + " mag (saturated: a bright limit)" : fmt(r[mcol]) + " ± " + fmt(r.mag_err) + " mag"}` }));
   const plotBox = el("div", {});
   function show(i) {
     if (!lc.overlays.length) return;
@@ -469,8 +472,8 @@ async function drawBolide(job, body) {
     plotBox.querySelectorAll("circle.pt").forEach((c) => c.setAttribute("r", +c.dataset.i === lc.rows.indexOf(r) ? 6 : 3.5));
   }
   slider.addEventListener("input", () => show(+slider.value));
-  const plot = scatterPlot({ id: "lightcurve-plot", width: 600, height: 300, invertY: true, xlabel: tcol === "t" ? "time from the first frame (s)" : "frame",
-    ylabel: "magnitude", series: [{ color: "#ffc857", line: true, points: pts }],
+  const plot = scatterPlot({ id: "lightcurve-plot", width: 600, height: 300, invertY: true, xlabel: tcol === "t" ? (epoch ? `time (s) from ${epoch} UTC` : "time from the first frame (s; UTC unknown)") : "frame",
+    ylabel: mcol === "mag" ? "magnitude" : "instrumental magnitude", series: [{ color: "#ffc857", line: true, points: pts }],
     onClick: (p) => { const i = lc.overlays.findIndex((n) => frameOf(n) === p.data.frame); if (i >= 0) { slider.value = i; show(i); } } });
   plotBox.append(plot);
   viewer.append(img, slider, label);
@@ -478,8 +481,8 @@ async function drawBolide(job, body) {
   const links = el("div", { class: "links", id: "downloads" }, want.map(([f, text]) => el("a", { href: fileUrl(job.id, `out/${f}`, f !== "report.html"), target: f === "report.html" ? "_blank" : null }, text)));
   const res = job.result || {};
   const peak = res.peak_mag !== null && res.peak_mag !== undefined ? fmt(res.peak_mag) + " mag" : "–";
-  const limit = res.peak_mag_limit !== null && res.peak_mag_limit !== undefined ? ` (brighter than ${fmt(res.peak_mag_limit)} mag in saturated frames)` : "";
-  const summary = el("p", {}, `${lc.rows.length} light-curve points; peak ${peak}${limit}.`);
+  const limit = res.peak_mag_limit !== null && res.peak_mag_limit !== undefined ? `; saturated: brighter than ${fmt(res.peak_mag_limit)} mag` : "";
+  const summary = el("p", {}, `${lc.rows.length} light-curve points; peak measured (unsaturated) ${peak}${limit}.`);
   body.append(summary, links, el("div", { class: "grid2" },
     el("div", {}, el("h2", {}, "Frames (mask, head, motion zone)"), lc.overlays.length ? viewer : el("p", { class: "muted" }, "no overlay frames")),
     el("div", {}, el("h2", {}, "Light curve"), plotBox, el("p", { class: "muted small" }, "Hover a point for its values; click it to show its frame."))));

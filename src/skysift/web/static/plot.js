@@ -87,6 +87,18 @@ function scatterPlot(opts) {
     }
     s.points.forEach((p, i) => {
       if (!Number.isFinite(p.x) || !Number.isFinite(p.y)) return;
+      if (p.limit) {
+        // a limit, not a measurement (e.g. a saturated frame: the object was at least this
+        // bright): an open triangle with an arrow pointing towards brighter values, no error bar
+        const X = sx(p.x), Y = sy(p.y), up = opts.invertY ? -1 : 1;
+        svgEl("line", { x1: X, x2: X, y1: Y, y2: Y + up * 16, stroke: s.color, "stroke-width": 1.2 }, g);
+        svgEl("path", { d: `M${X - 3},${Y + up * 11} L${X},${Y + up * 16} L${X + 3},${Y + up * 11}`, fill: "none", stroke: s.color }, g);
+        const tri = svgEl("path", { d: `M${X - 5},${Y - up * 4} L${X + 5},${Y - up * 4} L${X},${Y + up * 5} Z`, fill: "none", stroke: s.color, "stroke-width": 1.5, class: "pt limit", "data-i": i }, g);
+        tri.addEventListener("mousemove", (e) => showTip(p.label || `${fmt(p.x)}, ${fmt(p.y)} (limit)`, e));
+        tri.addEventListener("mouseleave", hideTip);
+        if (opts.onClick) tri.addEventListener("click", () => opts.onClick(p, i, s));
+        return;
+      }
       if (p.err) {
         svgEl("line", { x1: sx(p.x), x2: sx(p.x), y1: sy(p.y - p.err), y2: sy(p.y + p.err), stroke: s.color, opacity: 0.5 }, g);
       }
