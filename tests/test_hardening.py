@@ -278,3 +278,15 @@ def test_native_library_noise_is_silenced(tmp_path):
         assert proc.returncode == 2, proc.stderr
         lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
         assert lines and all(ln.startswith("skysift") for ln in lines), proc.stderr
+
+
+def test_calibrate_reports_its_stages_to_a_progress_callback(data_dir):
+    """calibrate() tells a progress bar its stages in order (the CLI shows them on a terminal)."""
+    from skysift.calibration.pipeline import calibrate
+    from skysift.io import read_frame
+
+    seen: list[tuple[str, float]] = []
+    frame = read_frame(data_dir / "magic_allsky" / "20180817_0055.fits")
+    calibrate(frame, site=(28.7619, -17.8908, 2200.0), progress=lambda s, f: seen.append((s, f)))
+    assert [s for s, _ in seen] == ["detection", "astrometry", "photometry", "photometry"]
+    assert [f for _, f in seen] == sorted(f for _, f in seen) and seen[-1][1] == 1.0

@@ -60,6 +60,24 @@ class CameraModel(Protocol):
     def altaz_to_pixel(self, alt: Any, az: Any) -> tuple[np.ndarray, np.ndarray]: ...
 
 
+def _finite_only(f, a, b) -> tuple[np.ndarray, np.ndarray]:
+    """``f(a, b)`` on the finite pairs only (astropy/ERFA warn on NaN); NaN elsewhere.
+
+    Scalars in, scalars out (as floats); arrays keep their broadcast shape.
+    """
+    a, b = np.broadcast_arrays(np.asarray(a, float), np.asarray(b, float))
+    ok = np.isfinite(a) & np.isfinite(b)
+    if ok.all():
+        return f(a, b)
+    p = np.full(a.shape, np.nan)
+    q = np.full(a.shape, np.nan)
+    if ok.any():
+        p[ok], q[ok] = f(a[ok], b[ok])
+    if a.ndim == 0:
+        return float(p), float(q)
+    return p, q
+
+
 @dataclass
 class SkyCamera:
     """A calibrated camera model (a :class:`CameraModel`).
@@ -108,22 +126,25 @@ class SkyCamera:
         return _altaz_frame(self.site, self.time, True)
 
     def radec_to_altaz(self, ra, dec) -> tuple[np.ndarray, np.ndarray]:
-        """Altitude and azimuth (deg) of sky positions at the camera's site and time."""
-        with offline_iers():
-            c = SkyCoord(ra=np.asarray(ra, float) * u.deg, dec=np.asarray(dec, float) * u.deg)
-            aa = c.transform_to(self._frame())
-        return aa.alt.deg, aa.az.deg % 360.0
+        """Altitude and azimuth (deg) of sky positions at the camera's site and time (NaN in, NaN out)."""
+
+        def f(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            with offline_iers():
+                aa = SkyCoord(ra=a * u.deg, dec=b * u.deg).transform_to(self._frame())
+            return aa.alt.deg, aa.az.deg % 360.0
+
+        return _finite_only(f, ra, dec)
 
     def altaz_to_radec(self, alt, az) -> tuple[np.ndarray, np.ndarray]:
-        """RA and Dec (deg, ICRS) of horizontal positions at the camera's site and time."""
-        with offline_iers():
-            c = SkyCoord(
-                alt=np.asarray(alt, float) * u.deg,
-                az=np.asarray(az, float) * u.deg,
-                frame=self._frame(),
-            )
-            icrs = c.transform_to(ICRS())
-        return icrs.ra.deg, icrs.dec.deg
+        """RA and Dec (deg, ICRS) of horizontal positions at the camera's site and time (NaN in, NaN out)."""
+
+        def f(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            with offline_iers():
+                c = SkyCoord(alt=a * u.deg, az=b * u.deg, frame=self._frame())
+                icrs = c.transform_to(ICRS())
+            return icrs.ra.deg, icrs.dec.deg
+
+        return _finite_only(f, alt, az)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> SkyCamera:

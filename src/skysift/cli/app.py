@@ -11,6 +11,7 @@ import typer
 from tqdm import tqdm
 
 from skysift import __version__
+from skysift.batch import BatchSummary
 from skysift.cli.config import (
     Settings,
     apply_utc_offset,
@@ -72,6 +73,28 @@ app.add_typer(config_app, name="config")
 
 def echo_err(msg: str) -> None:
     typer.echo(msg, err=True)
+
+
+WorkersOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--workers",
+        help="Local Dask worker processes (default: the machine's cores; 0: no Dask).",
+    ),
+]
+SchedulerOpt = Annotated[
+    str | None,
+    typer.Option("--scheduler", help="Address of a running Dask scheduler (tcp://HOST:8786)."),
+]
+
+
+def finish_batch(summary: BatchSummary) -> None:
+    """Print a batch run's failures (stderr) and summary line; exit 5 if some failed, 2 if all."""
+    for line in summary.failure_lines():
+        echo_err(line)
+    typer.echo(summary.format())
+    if summary.exit_code:
+        raise typer.Exit(summary.exit_code)
 
 
 class stage_bar:  # noqa: N801 - used as a context manager, like a function

@@ -8,25 +8,37 @@ from typing import Annotated
 
 import numpy as np
 import typer
+from astropy.time import Time
 
+from skysift.batch import run_batch
+from skysift.batch.night import is_batch_of_clips, is_folder_or_glob
 from skysift.bolide.demo import run_demo
+from skysift.bolide.gmn_export import skyfit_ecsv_name, write_skyfit_ecsv
 from skysift.bolide.pipeline import run_bolide
-from skysift.bolide.report import peak_text
+from skysift.bolide.science import peak_wording
 from skysift.bolide.trails_pipeline import find_trails_in
 from skysift.cli.app import (
     OutOpt,
+    SchedulerOpt,
     SiteOpt,
     TimeOpt,
+    WorkersOpt,
     app,
     echo_err,
     evaluate_app,
+    finish_batch,
     stage_bar,
     train_app,
 )
-from skysift.errors import NoDetectionsWarning
+from skysift.errors import InputError, NoDetectionsWarning
+from skysift.io.readers import FITS_SUFFIXES
+from skysift.io.video import VIDEO_SUFFIXES
 from skysift.outputs import ensure_out_dir, write_table
 from skysift.outputs.files import prepared_out_dir
 from skysift.simulation.generate import load_config
+
+#: Files taken as clips from folders and globs by ``skysift bolide``: videos and FITS cubes.
+CLIP_FILES = (*VIDEO_SUFFIXES, *FITS_SUFFIXES)
 
 
 def _bolide_summary(result) -> str:  # noqa: ANN001
@@ -36,14 +48,19 @@ def _bolide_summary(result) -> str:  # noqa: ANN001
 
     return (
         f"bolide tracked in {len(lc)} frames ({int(np.sum(lc['saturated']))} saturated), "
-        f"{peak_text(lc)}; segmenter {result.method}"
+        f"{peak_wording(lc)}; segmenter {result.method}"
     )
 
 
 @app.command()
 def bolide(
-    video: Annotated[
-        Path, typer.Argument(help="Video (mp4/avi/mkv/mov), folder of frames or FITS cube.")
+    videos: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Video (mp4/avi/mkv/mov), folder of frames or FITS cube; several clips, a "
+            "folder of videos or a quoted glob ('night/*.mp4') run one task per clip.",
+            metavar="VIDEO",
+        ),
     ],
     calibration: Annotated[
         Path | None,
@@ -64,10 +81,65 @@ def bolide(
     method: Annotated[
         str, typer.Option(help="Segmenter: auto (U-Net when installed), unet or classical.")
     ] = "auto",
+    height_km: Annotated[
+        float | None,
+        typer.Option(
+            "--height-km",
+            help="Height of the meteor (km above sea level): adds the absolute magnitude "
+            "(at 100 km) to the light curve and the report.",
+        ),
+    ] = None,
+    platepar: Annotated[
+        Path | None,
+        typer.Option(
+            "--platepar",
+            help="A GMN/RMS station's calibration (platepar_cmn2010.cal): RA/Dec and alt/az "
+            "of the head from it.",
+        ),
+    ] = None,
+    skyfit: Annotated[
+        bool,
+        typer.Option(
+            "--skyfit/--no-skyfit",
+            help="Also write the light curve in SkyFit2's ECSV layout (for trajectory solvers).",
+        ),
+    ] = False,
+    station_code: Annotated[
+        str, typer.Option("--station-code", help="Station code for the SkyFit2 ECSV.")
+    ] = "skysift",
     out: OutOpt = None,
+    workers: WorkersOpt = None,
+    scheduler: SchedulerOpt = None,
 ) -> None:
-    """Calibrated light curve of the bolide in a meteor-camera video."""
+    """Calibrated light curve of the bolide in a meteor-camera video.
 
+    Several clips, a folder of videos or a glob (or --workers/--scheduler):
+    one task per clip on the batch layer, one subfolder per clip and the
+    manifest run.ecsv in --out; a rerun skips the clips already done (exit
+    code 5 when some failed, 2 when all did). A folder of image frames is one clip.
+    """
+
+    if is_batch_of_clips(videos) or workers is not None or scheduler is not None:
+        params = {
+            "calibration": None if calibration is None else str(calibration),
+            "site": None if site is None else list(site), "time": time, "fps": fps,
+            "pairs": None if pairs is None else str(pairs), "method": method,
+            "height_km": height_km, "platepar": None if platepar is None else str(platepar),
+        }  # fmt: skip
+        finish_batch(
+            run_batch(
+                videos,
+                ensure_out_dir(out, "bolide"),
+                "bolide",
+                params,
+                workers=workers,
+                scheduler=scheduler,
+                suffixes=CLIP_FILES,
+                echo=typer.echo,
+            )
+        )
+        return
+    video = videos[0]
     # a run that fails before writing anything leaves no empty folder behind
     with (
         prepared_out_dir(out, video.stem) as out_dir,
@@ -77,8 +149,20 @@ def bolide(
         warnings.simplefilter("always", NoDetectionsWarning)
         result = run_bolide(
             video, out_dir, calibration=calibration, site=site, time=time, fps=fps,
-            pairs=pairs, method=method, progress=progress,
+            pairs=pairs, method=method, height_km=height_km, platepar=platepar,
+            progress=progress,
         )  # fmt: skip
+        if skyfit and result.found:
+            try:
+                lc = result.lightcurve
+                name = skyfit_ecsv_name(Time(str(lc["time"][0]), scale="utc"), station_code)
+                path = write_skyfit_ecsv(
+                    result, out_dir / name, station=station_code, site=result.site,
+                    image_file=video.name,
+                )  # fmt: skip
+                result.files["skyfit"] = path
+            except (InputError, ValueError) as err:  # uncalibrated, no times or no site
+                warnings.warn(f"no SkyFit2 ECSV written: {err}", NoDetectionsWarning, stacklevel=1)
     for w in caught:
         echo_err(f"skysift: warning: {w.message}")
     typer.echo(_bolide_summary(result))
@@ -87,20 +171,76 @@ def bolide(
 
 @app.command()
 def trails(
-    images: Annotated[list[Path], typer.Argument(help="Single long exposures.")],
+    images: Annotated[
+        list[Path],
+        typer.Argument(help="Single long exposures, folders of them or quoted globs."),
+    ],
     out: OutOpt = None,
+    workers: WorkersOpt = None,
+    scheduler: SchedulerOpt = None,
+    mask: Annotated[
+        bool,
+        typer.Option(
+            "--mask/--no-mask",
+            help="Mask what is not open sky first: fisheye ring, trees and buildings, "
+            "the Moon's glare, captions (written as STEM.trails_mask.png).",
+        ),
+    ] = True,
+    site: SiteOpt = None,
+    time: TimeOpt = None,
 ) -> None:
-    """Meteor trails in single long exposures (one table per image)."""
+    """Meteor trails in single long exposures (one table per image).
+
+    With --site and --time each image is also calibrated (as `skysift
+    calibrate` does) and the trails' ends get RA/Dec (and alt/az for an
+    all-sky camera); if that fails, the table is written without them.
+
+    Image files: their tables go to --out, one after the other. A folder or a
+    glob (or --workers/--scheduler): one task per image on the batch layer, one
+    subfolder per image and the manifest run.ecsv in --out; a rerun skips the
+    images already done (exit code 5 when some failed, 2 when all did).
+    """
+
+    if workers is not None or scheduler is not None or any(is_folder_or_glob(p) for p in images):
+        params: dict = {} if mask else {"mask": False}
+        if site is not None:
+            params["site"] = list(site)
+        if time is not None:
+            params["time"] = time
+        finish_batch(
+            run_batch(
+                images,
+                ensure_out_dir(out, "trails"),
+                "trails",
+                params,
+                workers=workers,
+                scheduler=scheduler,
+                echo=typer.echo,
+            )
+        )
+        return
 
     # a run that fails before writing anything leaves no empty folder behind
     with prepared_out_dir(out, "trails") as out_dir:
         for path in images:
-            table, written = find_trails_in(path, out_dir)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", UserWarning)
+                table, written = find_trails_in(path, out_dir, mask=mask, site=site, time=time)
+            for w in caught:
+                echo_err(f"skysift: warning: {w.message}")
             typer.echo(f"{path.name}: {len(table)} trail(s) -> {written}")
             for r in table:
+                sky = (
+                    f", RA/Dec ({r['ra1']:.2f}, {r['dec1']:+.2f}) -> ({r['ra2']:.2f}, {r['dec2']:+.2f}) deg"
+                    if "ra1" in table.colnames
+                    else ""
+                )
                 typer.echo(
-                    f"  ({r['x1']:.0f}, {r['y1']:.0f}) -> ({r['x2']:.0f}, {r['y2']:.0f}), "
+                    f"  #{r['id']} ({r['x1']:.0f}, {r['y1']:.0f}) -> ({r['x2']:.0f}, {r['y2']:.0f}), "
                     f"{r['length']:.0f} px, SNR {r['snr']:.1f}"
+                    + (", saturated" if r["saturated"] else "")
+                    + (f", {r['n_pieces']} pieces joined" if r["n_pieces"] > 1 else "")
+                    + sky
                 )
 
 

@@ -11,14 +11,20 @@ import typer
 from skysift.batch import run_batch
 from skysift.calibration.pipeline import calibrate as run
 from skysift.calibration.pipeline import find_stars
+from skysift.calibration.platepar import platepar_from_calibration, write_platepar
 from skysift.calibration.report import write_calibration, write_stars
 from skysift.cli.app import (
     OutOpt,
+    SchedulerOpt,
     SiteOpt,
     TimeOpt,
+    WorkersOpt,
     app,
     echo_err,
+    finish_batch,
+    stage_bar,
 )
+from skysift.errors import InputError
 from skysift.io import read_frame
 from skysift.outputs import ensure_out_dir
 from skysift.outputs.plots import plot_stars
@@ -114,24 +120,36 @@ def stars(
             ok = summary.n_done + summary.n_skipped
             raise typer.Exit(5 if ok else 2)
         return
-    frame = read_frame(image)
-    found, sky = find_stars(frame, method=method, threshold_sigma=threshold, use_mask=mask)
-    out_dir = ensure_out_dir(out, frame.name)
-    path = write_stars(found, out_dir)
-    if plot:
-        plot_stars(
-            frame.data,
-            found,
-            out_dir / "stars.png",
-            mask=None if sky is None else sky.mask,
-            title=f"{frame.name}: {len(found)} stars",
-        )
+    with stage_bar() as progress:  # stages only: a large DSLR frame takes minutes
+        progress("read", 0.0)
+        frame = read_frame(image)
+        progress("find stars", 0.1)
+        found, sky = find_stars(frame, method=method, threshold_sigma=threshold, use_mask=mask)
+        out_dir = ensure_out_dir(out, frame.name)
+        progress("write", 0.8)
+        path = write_stars(found, out_dir)
+        if plot:
+            plot_stars(
+                frame.data,
+                found,
+                out_dir / "stars.png",
+                mask=None if sky is None else sky.mask,
+                title=f"{frame.name}: {len(found)} stars",
+            )
+        progress("write", 1.0)
     typer.echo(f"{len(found)} stars -> {path}")
 
 
 @app.command()
 def calibrate(
-    image: Annotated[Path, typer.Argument(help="Image file (FITS, PNG, JPEG, TIFF).")],
+    images: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Image file (FITS, PNG, JPEG, TIFF); several, folders or quoted globs run "
+            "one task per image.",
+            metavar="IMAGE",
+        ),
+    ],
     site: SiteOpt = None,
     time: TimeOpt = None,
     pairs: Annotated[
@@ -148,23 +166,93 @@ def calibrate(
         float | None,
         typer.Option("--fov", help="Field of view hint for the plate solver, degrees."),
     ] = None,
+    ra: Annotated[
+        str | None,
+        typer.Option(
+            "--ra",
+            help="Approximate RA of the field centre for the narrow solve: degrees or "
+            "hh:mm:ss (also 5h35m17s).",
+        ),
+    ] = None,
+    dec: Annotated[
+        str | None,
+        typer.Option("--dec", help="Approximate Dec of the field centre: degrees or +dd:mm:ss."),
+    ] = None,
+    radius: Annotated[
+        float | None,
+        typer.Option("--radius", help="Search radius around --ra/--dec, degrees (default 5)."),
+    ] = None,
     exposure: Annotated[
         float | None,
         typer.Option("--exposure", help="Exposure time in seconds (overrides the file's)."),
     ] = None,
     plot: Annotated[bool, typer.Option("--plot/--no-plot", help="Write calibration.png.")] = True,
+    platepar: Annotated[
+        bool,
+        typer.Option(
+            "--platepar/--no-platepar",
+            help="Also write the calibration as a GMN/RMS platepar (platepar_cmn2010.cal).",
+        ),
+    ] = False,
+    station_code: Annotated[
+        str, typer.Option("--station-code", help="Station code written into the platepar.")
+    ] = "skysift",
+    workers: WorkersOpt = None,
+    scheduler: SchedulerOpt = None,
 ) -> None:
     """Calibrate a frame: identify stars, fit the camera model and the zero point.
+
+    Several images, a folder or a glob (or --workers/--scheduler): one task per
+    image on the batch layer, one subfolder per input and the manifest run.ecsv
+    in --out; a rerun skips the inputs already done. Exit code 5 when some
+    inputs failed, 2 when all did.
 
     --time is the start of the exposure; with a known exposure time the sky is
     computed at mid-exposure.
     """
 
-    frame = read_frame(image, site=site, time=time, exposure=exposure)
-    result = run(frame, pairs=pairs, mode=mode, fov_deg=fov)
-    out_dir = ensure_out_dir(out, frame.name)
-    write_calibration(result, out_dir, plot=plot)
+    image = images[0]
+    single = len(images) == 1 and not image.is_dir() and not glob.has_magic(str(image))
+    if not single or workers is not None or scheduler is not None:
+        params = {
+            "site": None if site is None else list(site), "time": time, "exposure": exposure,
+            "pairs": None if pairs is None else str(pairs), "mode": mode, "fov": fov,
+            "plot": plot, "ra_deg": ra, "dec_deg": dec, "radius_deg": radius,
+        }  # fmt: skip
+        finish_batch(
+            run_batch(
+                images,
+                ensure_out_dir(out, "calibrate"),
+                "calibrate",
+                params,
+                workers=workers,
+                scheduler=scheduler,
+                echo=typer.echo,
+            )
+        )
+        return
+    with stage_bar() as progress:
+        progress("read", 0.0)
+        frame = read_frame(image, site=site, time=time, exposure=exposure)
+        result = run(
+            frame, pairs=pairs, mode=mode, fov_deg=fov, ra_deg=ra, dec_deg=dec,
+            radius_deg=radius, progress=progress,
+        )  # fmt: skip
+        out_dir = ensure_out_dir(out, frame.name)
+        progress("write", 1.0)
+        write_calibration(result, out_dir, plot=plot)
     typer.echo(_summary(result))
+    if platepar:
+        try:
+            fit = platepar_from_calibration(result, station_code=station_code)
+        except InputError as err:  # e.g. a mirrored image, which a platepar cannot hold
+            echo_err(f"skysift: warning: no platepar written: {err}")
+        else:
+            path = write_platepar(fit.platepar, out_dir / "platepar_cmn2010.cal")
+            typer.echo(
+                f"platepar -> {path} (fit to the camera model: RMS {fit.rms_px:.2f} px, "
+                f"max {fit.max_px:.2f} px)"
+            )
     typer.echo(f"outputs: {out_dir}")
 
 

@@ -1,4 +1,4 @@
-"""The ``skysift night`` command, and the batch options and ending shared by the batch commands."""
+"""The ``skysift night`` command (the batch options and ending live in :mod:`skysift.cli.app`)."""
 
 from __future__ import annotations
 
@@ -7,34 +7,12 @@ from typing import Annotated
 
 import typer
 
-from skysift.batch import BatchSummary
 from skysift.batch.night import run_night
-from skysift.cli.app import OutOpt, SiteOpt, app, echo_err
+from skysift.cli.app import OutOpt, SchedulerOpt, SiteOpt, WorkersOpt, app, echo_err, finish_batch
 from skysift.errors import InputError
 from skysift.outputs import ensure_out_dir
 
 __all__ = ["SchedulerOpt", "WorkersOpt", "finish_batch", "night"]
-
-WorkersOpt = Annotated[
-    int | None,
-    typer.Option(
-        "--workers",
-        help="Local Dask worker processes (default: the machine's cores; 0: no Dask).",
-    ),
-]
-SchedulerOpt = Annotated[
-    str | None,
-    typer.Option("--scheduler", help="Address of a running Dask scheduler (tcp://HOST:8786)."),
-]
-
-
-def finish_batch(summary: BatchSummary) -> None:
-    """Print a batch run's failures (stderr) and summary line; exit 5 if some failed, 2 if all."""
-    for line in summary.failure_lines():
-        echo_err(line)
-    typer.echo(summary.format())
-    if summary.exit_code:
-        raise typer.Exit(summary.exit_code)
 
 
 @app.command()

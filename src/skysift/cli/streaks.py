@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import glob
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from skysift.batch import run_batch
+from skysift.batch.gather import link_streak_tracks, streaks_summary
 from skysift.cli.app import (
     OutOpt,
     app,
@@ -17,12 +20,15 @@ from skysift.cli.app import (
 from skysift.errors import InputError
 from skysift.outputs import ensure_out_dir
 from skysift.streaks.evaluation import evaluate_streaks, format_table1, write_evaluation
-from skysift.streaks.pipeline import run_streaks
+from skysift.streaks.pipeline import make_streak_finder, run_streaks
 
 
 @app.command()
 def streaks(
-    inputs: Annotated[list[Path], typer.Argument(help="Images or folders of images.")],
+    inputs: Annotated[
+        list[Path],
+        typer.Argument(help="Images, folders of images or quoted globs ('pass/*.fits')."),
+    ],
     out: OutOpt = None,
     threshold: Annotated[
         float, typer.Option("--threshold", help="Score threshold of streak pixels (0-1).")
@@ -44,30 +50,77 @@ def streaks(
     resume: Annotated[
         bool, typer.Option("--resume/--no-resume", help="Skip images already done.")
     ] = True,
+    link: Annotated[
+        bool,
+        typer.Option(
+            "--link/--no-link",
+            help="Several images: link their streaks (inputs in order = a sequence) into "
+            "tracks.ecsv.",
+        ),
+    ] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            help="Local Dask worker processes (default: the machine's cores; 0: no Dask).",
+        ),
+    ] = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option("--scheduler", help="Address of a running Dask scheduler (tcp://HOST:8786)."),
+    ] = None,
 ) -> None:
-    """Find satellite and debris streaks: STEM.streaks.ecsv, STEM.prob.fits, STEM.mask.png and summary.ecsv."""
+    """Find satellite and debris streaks: STEM.streaks.ecsv, STEM.prob.fits, STEM.mask.png and summary.ecsv.
 
+    One image: the files go to --out. Several images, a folder or a glob (or
+    --workers/--scheduler): one task per image on the batch layer, one
+    subfolder per input, summary.ecsv and the manifest run.ecsv in --out (with
+    --link, tracks.ecsv); a rerun skips the images already done. Exit code 5
+    when some inputs failed, 2 when all did.
+    """
+
+    first = inputs[0]
+    single = len(inputs) == 1 and not first.is_dir() and not glob.has_magic(str(first))
     out_dir = ensure_out_dir(out, "streaks")
-    summary = run_streaks(
-        [str(p) for p in inputs],
-        out_dir,
-        method=method,
-        threshold=threshold,
-        segment_all=segment_all,
-        resume=resume,
-    )
+    if single and workers is None and scheduler is None:
+        summary = run_streaks(
+            [str(p) for p in inputs],
+            out_dir,
+            method=method,
+            threshold=threshold,
+            segment_all=segment_all,
+            resume=resume,
+        )
+        failed = [(f, e) for f, e in zip(summary["file"], summary["error"], strict=True) if str(e)]
+        for f, e in failed:
+            echo_err(f"skysift: failed: {f}: {e}")
+        code = (2 if len(failed) == len(summary) else 5) if failed else 0
+    else:
+        make_streak_finder(method)  # an unknown method or no torch: one error before any task
+        params = {"method": method, "threshold": threshold, "segment_all": segment_all}
+        run = run_batch(
+            inputs, out_dir, "streaks", params, workers=workers, scheduler=scheduler,
+            resume=resume, echo=typer.echo,
+        )  # fmt: skip
+        for line in run.failure_lines():
+            echo_err(line)
+        summary = streaks_summary(run, out_dir)
+        failed = [e for e in summary["error"] if str(e)]
+        if link:
+            tracks = link_streak_tracks(run, out_dir)
+            n_tracks = len(set(tracks["track_id"])) if len(tracks) else 0
+            typer.echo(f"{n_tracks} tracks -> {out_dir / 'tracks.ecsv'}")
+        typer.echo(run.format())
+        code = run.exit_code
     n_found = int(sum(max(int(n), 0) for n in summary["n_streaks"]))
-    failed = [(f, e) for f, e in zip(summary["file"], summary["error"], strict=True) if str(e)]
-    for f, e in failed:
-        echo_err(f"skysift: failed: {f}: {e}")
     typer.echo(
         f"{len(summary)} images, {n_found} streaks, {len(failed)} failed -> {out_dir}"
         if failed
         else f"{len(summary)} images, {n_found} streaks -> {out_dir}"
     )
-    if failed:
+    if code:
         # 2 when every input was bad (as for one bad input), 5 when only some were
-        raise typer.Exit(2 if len(failed) == len(summary) else 5)
+        raise typer.Exit(code)
 
 
 @train_app.command("streaks")
