@@ -101,7 +101,7 @@ def test_evaluate_streaks_small_run_writes_tables_and_plots(tmp_path, data_dir, 
         hough=True,
         data_dir=data_dir,
     )
-    assert set(rep.table1["method"]) == {"segmenter", "classical", "hough"}
+    assert set(rep.table1["method"]) == {"segmenter", "classical", "hough", "radon"}
     assert list(rep.steps["step"]) == [0, 32] and rep.steps["n_windows"][0] == 1
     assert rep.classifier["n_neg"][0] == 12
     paths = write_evaluation(rep, tmp_path)

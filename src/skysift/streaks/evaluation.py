@@ -45,6 +45,8 @@ from skysift.outputs.files import write_table
 from skysift.streaks.detection import ClassicalStreakFinder
 from skysift.streaks.hough import HoughStreakFinder
 from skysift.streaks.learned import StreakImageClassifier, StreakSegmenter
+from skysift.streaks.pipeline import RadonPipelineFinder
+from skysift.streaks.radon import RadonStreakFinder
 from skysift.streaks.training_data import (
     STREAK_HELD_OUT_BACKGROUNDS,
     StreakCutout,
@@ -282,6 +284,20 @@ def _frame_1032(data_dir: str | Path | None) -> np.ndarray:
     return img
 
 
+def radon_score_map(image: np.ndarray) -> np.ndarray:
+    """Per-pixel score of the Radon matched filter: the significance of every line, painted.
+
+    The PSF FWHM is measured on the image as ``skysift streaks --method radon``
+    does (:class:`~skysift.streaks.pipeline.RadonPipelineFinder`), not taken
+    from the truth; every line is scored (threshold 0), so the ROC spans all
+    operating points.
+    """
+    fwhm = RadonPipelineFinder()._psf_fwhm(image, None)
+    res = RadonStreakFinder(psf_fwhm=fwhm, threshold_sigma=0.0, significance_map=True)(image)
+    sig = res.significance_map
+    return np.zeros(image.shape, np.float32) if sig is None else sig
+
+
 def evaluate_streaks(
     *,
     classifier: Any = None,
@@ -293,6 +309,7 @@ def evaluate_streaks(
     steps: tuple[int, ...] = (),
     n_step_frames: int = 16,
     hough: bool = False,
+    radon: bool = True,
     data_dir: str | Path | None = None,
     progress: bool = False,
 ) -> StreakEvaluation:
@@ -321,6 +338,9 @@ def evaluate_streaks(
         none.
     hough : bool, optional
         Add the Hough line baseline (:mod:`skysift.streaks.hough`). Default False.
+    radon : bool, optional
+        Add the Radon matched filter (:func:`radon_score_map`; Nir, Ofek &
+        Gal-Yam 2018). Default True.
     data_dir : path, optional
         Folder of the real frames (default ``tests/data``).
     progress : bool, optional
@@ -345,6 +365,8 @@ def evaluate_streaks(
     methods: dict[str, Any] = {"segmenter": seg, "classical": ClassicalStreakFinder().score_map}
     if hough:
         methods["hough"] = HoughStreakFinder().score_map
+    if radon:
+        methods["radon"] = radon_score_map
     maps: dict[str, list[np.ndarray]] = {m: [] for m in methods}
     seconds: dict[str, float] = dict.fromkeys(methods, 0.0)
     for f in tqdm(frames, desc="segmentation frames", disable=not progress):

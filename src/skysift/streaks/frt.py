@@ -23,7 +23,8 @@ included. ``R[s, j]`` is the line from ``(x=0, y=j - Nx)`` to
 The module also holds what the transform needs around it: the image
 preparation (:func:`matched_filter`, :func:`bin_image`,
 :func:`compact_sources`, :func:`clean_image`) and the statistics of a line
-profile (:func:`winsorise`, :func:`max_segment`).
+profile (:func:`winsorise`, :func:`max_segment`) and the measured noise of line
+sums (:func:`line_noise`, :class:`LineNoise`).
 
 References
 ----------
@@ -51,6 +52,9 @@ from skysift.errors import InputError
 __all__ = [
     "FRTLevel",
     "KAPPA",
+    "LineNoise",
+    "line_noise",
+    "local_sigma",
     "QUADRANTS",
     "frt",
     "frt_levels",
@@ -253,22 +257,200 @@ def line_pixels(n: int, s: int) -> np.ndarray:
 KAPPA = 2.5
 
 
-def max_segment(p: np.ndarray, valid: np.ndarray, c: float, min_len: int) -> tuple[float, int, int]:
-    """Contiguous segment ``[i, j)`` maximising ``Σ p / sqrt(c n_valid)``; (score, i, j)."""
+class LineNoise:
+    """Standard deviation of the sum of ``n`` consecutive samples along a line, ``sd(n)``.
+
+    White noise filtered by a PSF has ``sd(n) = sqrt(n c)`` (Nir et al. 2018,
+    §4); the sky of a real camera is not white (interpolated, compressed or
+    smoothed frames, unresolved stars, residual background), and its line
+    sums grow faster with ``n``. :func:`line_noise` measures ``sd(n)`` on
+    the image itself at lengths ``4, 8, 16, ...``; between them ``sd`` is
+    interpolated in log-log, beyond them extrapolated as ``sqrt(n)``.
+
+    Parameters
+    ----------
+    lengths : ndarray, shape (K,)
+        Line lengths (samples), increasing.
+    sd : ndarray, shape (K,)
+        Standard deviation of the sum at each length (filtered-image units).
+    """
+
+    def __init__(self, lengths: np.ndarray, sd: np.ndarray) -> None:
+        self.lengths = np.asarray(lengths, np.float64)
+        self.sd = np.asarray(sd, np.float64)
+        self._ll = np.log(self.lengths)
+        self._ls = np.log(self.sd)
+
+    @classmethod
+    def white(cls, c: float) -> LineNoise:
+        """Filtered white noise: ``sd(n) = sqrt(n c)``."""
+        n = np.array([1.0, 2.0])
+        return cls(n, np.sqrt(c * n))
+
+    def __call__(self, n: np.ndarray | float) -> np.ndarray:
+        x = np.log(np.maximum(np.asarray(n, np.float64), 1.0))
+        y = np.interp(x, self._ll, self._ls)
+        y = np.where(x > self._ll[-1], self._ls[-1] + 0.5 * (x - self._ll[-1]), y)
+        y = np.where(x < self._ll[0], self._ls[0] + 0.5 * (x - self._ll[0]), y)
+        return np.exp(y)
+
+    def ratio(self, n: float) -> float:
+        """``sd(n) / sqrt(n)``: the effective ``sqrt(c)`` at length ``n``."""
+        return float(self(n)) / math.sqrt(max(float(n), 1.0))
+
+
+def _robust_sd(x: np.ndarray) -> float:
+    if x.size < 16:
+        return float("nan")
+    med = float(np.median(x))
+    return 1.4826 * float(np.median(np.abs(x - med)))
+
+
+def line_noise(
+    g: np.ndarray, valid: np.ndarray, *, clip: float = 2.5, max_samples: int = 20000
+) -> LineNoise:
+    """Measure :class:`LineNoise` of the filtered image ``g`` along its rows and columns.
+
+    Sums of ``L = 4, 8, ..., 256`` consecutive samples (clipped to
+    ``± clip``, as the line statistic clips them) over windows fully inside
+    the valid pixels; the robust standard deviation (1.4826 MAD, so that
+    stars and a streak in the frame count little) of up to ``max_samples``
+    windows per length and direction, the two directions averaged in
+    variance.
+
+    Parameters
+    ----------
+    g : ndarray, shape (H, W)
+        Filtered image in units of its pixel noise.
+    valid : ndarray of bool, shape (H, W)
+        ``True`` = pixel used.
+    clip : float, optional
+        Clip applied to the samples. Default 2.5 (:data:`KAPPA`).
+    max_samples : int, optional
+        Windows used per length and direction. Default 20000.
+
+    Returns
+    -------
+    LineNoise
+    """
+    x = np.clip(g, -clip, clip).astype(np.float32)
+    x[~valid] = 0.0
+    v = valid.astype(np.float32)
+    h, w = x.shape
+    lengths, sds = [], []
+    L = 4
+    while L <= min(256, max(h, w) // 2):
+        var = []
+        for img, vv in ((x, v), (x.T, v.T)):
+            if img.shape[1] < 2 * L:
+                continue
+            k = np.ones((1, L), np.float32)
+            s = cv2.filter2D(img, -1, k, anchor=(0, 0), borderType=cv2.BORDER_CONSTANT)
+            n = cv2.filter2D(vv, -1, k, anchor=(0, 0), borderType=cv2.BORDER_CONSTANT)
+            s, n = s[:, : img.shape[1] - L + 1], n[:, : img.shape[1] - L + 1]
+            good = n > L - 0.5
+            vals = s[good]
+            if vals.size > max_samples:
+                vals = vals[:: vals.size // max_samples]
+            sd = _robust_sd(vals)
+            if np.isfinite(sd) and sd > 0:
+                var.append(sd * sd)
+        if var:
+            lengths.append(L)
+            sds.append(math.sqrt(float(np.mean(var))))
+        L *= 2
+    if not lengths:
+        return LineNoise.white(1.0)
+    sd = np.maximum.accumulate(np.asarray(sds))  # a longer sum is never less noisy
+    return LineNoise(np.asarray(lengths, float), sd)
+
+
+def local_sigma(f: np.ndarray, bad: np.ndarray, block: int = 32) -> np.ndarray:
+    """Map of the robust pixel noise of ``f`` (1.4826 MAD in ``block`` x ``block`` boxes).
+
+    The boxes' values are median-filtered over 3x3 boxes (a streak or a
+    bright star filling one box does not raise its neighbours'), clipped
+    below at half their median, and interpolated bilinearly to full
+    resolution. Dividing the filtered image by it puts textured regions
+    (trees, clouds, nebulosity, dense star fields) on the scale of their
+    own fluctuations, as the noise map of Nir et al. (2018, §4) does for
+    the variance.
+
+    Parameters
+    ----------
+    f : ndarray, shape (H, W)
+    bad : ndarray of bool, shape (H, W)
+        ``True`` = pixel ignored.
+    block : int, optional
+        Box size in pixels. Default 32.
+
+    Returns
+    -------
+    ndarray of float32, shape (H, W)
+    """
+    h, w = f.shape
+    nby, nbx = max(1, -(-h // block)), max(1, -(-w // block))
+    ph, pw = nby * block - h, nbx * block - w
+    if not bad.any() and ph < h and pw < w:  # no NaN: the fast median
+        pad = np.pad(f.astype(np.float32, copy=False), ((0, ph), (0, pw)), mode="reflect")
+        blocks = pad.reshape(nby, block, nbx, block).transpose(0, 2, 1, 3).reshape(nby, nbx, -1)
+        med = np.median(blocks, axis=2, keepdims=True)
+        sd = 1.4826 * np.median(np.abs(blocks - med), axis=2)
+    else:
+        pad = np.full((nby * block, nbx * block), np.nan, np.float32)
+        pad[:h, :w] = np.where(bad, np.nan, f)
+        blocks = pad.reshape(nby, block, nbx, block).transpose(0, 2, 1, 3).reshape(nby, nbx, -1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            med = np.nanmedian(blocks, axis=2, keepdims=True)
+            sd = 1.4826 * np.nanmedian(np.abs(blocks - med), axis=2)
+    ok = np.isfinite(sd) & (sd > 0)
+    if not ok.any():
+        return np.ones((h, w), np.float32)
+    sd = np.where(ok, sd, np.median(sd[ok])).astype(np.float32)
+    if min(nby, nbx) >= 3:
+        sd = ndimage.median_filter(sd, size=3, mode="nearest")
+    sd = np.maximum(sd, 0.5 * float(np.median(sd)))
+    # block centres at (k + 0.5) block - 0.5: resize by the block factor, then crop
+    full = cv2.resize(sd, (nbx * block, nby * block), interpolation=cv2.INTER_LINEAR)
+    return np.ascontiguousarray(full[:h, :w])
+
+
+def max_segment(
+    p: np.ndarray, valid: np.ndarray, c: float | LineNoise, min_len: int
+) -> tuple[float, int, int]:
+    """Contiguous segment ``[i, j)`` maximising ``Σ p / sd(n_valid)``; (score, i, j).
+
+    ``c`` is a :class:`LineNoise` or, for filtered white noise, the scalar
+    ``c`` of ``sd(n) = sqrt(c n)``.
+    """
+    noise = c if isinstance(c, LineNoise) else LineNoise.white(float(c))
     csum = np.concatenate([[0.0], np.cumsum(p, dtype=np.float64)])
     cnt = np.concatenate([[0], np.cumsum(valid, dtype=np.int64)])
     m = p.size
-    step = 1 if m <= 1500 else 2
-    ii = np.arange(0, m + 1, step)
-    s = csum[ii][None, :] - csum[ii][:, None]
-    n = cnt[ii][None, :] - cnt[ii][:, None]
-    span = ii[None, :] - ii[:, None]
-    score = np.where(
-        (n >= max(min_len, 2)) & (span > 0), s / np.sqrt(c * np.maximum(n, 1)), -np.inf
-    )
-    k = int(np.argmax(score))
-    a, b = divmod(k, ii.size)
-    return float(score.flat[k]), int(ii[a]), int(ii[b])
+    sdn = noise(np.arange(m + 1))
+    min_n = max(min_len, 2)
+
+    def best(ii: np.ndarray, jj: np.ndarray) -> tuple[float, int, int]:
+        s = csum[jj][None, :] - csum[ii][:, None]
+        n = cnt[jj][None, :] - cnt[ii][:, None]
+        ok = (n >= min_n) & (jj[None, :] > ii[:, None])
+        score = np.where(ok, s / sdn[np.maximum(n, 0)], -np.inf)
+        k = int(np.argmax(score))
+        a, b = divmod(k, jj.size)
+        return float(score.flat[k]), int(ii[a]), int(jj[b])
+
+    # coarse to fine: every 4th end first, then every end within 4 of the best pair
+    step = 1 if m <= 300 else 4
+    grid = np.arange(0, m + 1, step)
+    sc, i, j = best(grid, grid)
+    if step > 1:
+        fi = np.arange(max(i - step, 0), min(i + step, m) + 1)
+        fj = np.arange(max(j - step, 0), min(j + step, m) + 1)
+        sc2, i2, j2 = best(fi, fj)
+        if sc2 >= sc:
+            sc, i, j = sc2, i2, j2
+    return sc, i, j
 
 
 def winsorise(vals: np.ndarray, ok: np.ndarray) -> np.ndarray:
@@ -322,15 +504,17 @@ def matched_filter(z: np.ndarray, sigma: float) -> tuple[np.ndarray, float]:
 
 
 def bin_image(data: np.ndarray, b: int) -> np.ndarray:
+    """Mean of ``b`` x ``b`` blocks of ``data`` (the last partial row/column of blocks dropped)."""
     h, w = data.shape
     hb, wb = h // b, w // b
-    crop = np.ascontiguousarray(data[: hb * b, : wb * b], dtype=np.float32)
+    crop = data[: hb * b, : wb * b]
+    if crop.dtype != np.float32 or crop.strides[1] != 4:
+        crop = np.ascontiguousarray(crop, dtype=np.float32)
     return cv2.resize(crop, (wb, hb), interpolation=cv2.INTER_AREA)
 
 
 def _blobs(f: np.ndarray, lab: np.ndarray, n: int, sigma_psf: float, max_elongation: float):
     """Per component of ``lab``: centroid, peak, area and whether it is compact (round or PSF-sized)."""
-    idx = np.arange(1, n + 1)
     yy, xx = np.nonzero(lab)
     ll = lab[yy, xx]
     w = np.maximum(f[yy, xx], 1e-3).astype(np.float64)
@@ -344,7 +528,9 @@ def _blobs(f: np.ndarray, lab: np.ndarray, n: int, sigma_psf: float, max_elongat
     tr, det = sxx + syy, sxx * syy - sxy * sxy
     disc = np.sqrt(np.maximum(tr * tr / 4 - det, 0))
     l1, l2 = tr / 2 + disc, np.maximum(tr / 2 - disc, 1e-6)
-    peak = ndimage.maximum(f, lab, idx) if n else np.zeros(0)
+    pk = np.full(n + 1, -np.inf)
+    np.maximum.at(pk, ll, f[yy, xx].astype(np.float64))
+    peak = pk[1:]
     area = np.bincount(ll, None, n + 1)[1:]
     major = np.sqrt(l1)
     compact = (np.sqrt(l1 / l2) < max_elongation) | (major < 1.5 * max(sigma_psf, 0.5) + 0.5)

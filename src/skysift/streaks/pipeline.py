@@ -48,6 +48,7 @@ __all__ = [
     "StreakResult",
     "find_streaks",
     "run_streaks",
+    "streaks_to_files",
     "make_streak_finder",
     "output_stem",
     "output_stems",
@@ -243,6 +244,84 @@ def find_streaks(
     return StreakResult(prob=d.prob, table=d.table, p_streak=d.p_streak)
 
 
+def _params(method: str, threshold: float, segment_all: bool) -> dict[str, Any]:
+    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real):
+        msg = f"threshold must be a number in (0, 1], got {threshold!r}"
+        raise InputError(msg)
+    if not 0.0 < float(threshold) <= 1.0:
+        msg = f"threshold must be in (0, 1], got {threshold!r}"
+        raise InputError(msg)
+    return {"method": method, "threshold": float(threshold), "segment_all": bool(segment_all)}
+
+
+def streaks_to_files(
+    path: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    method: str = DEFAULT_METHOD,
+    threshold: float = 0.5,
+    segment_all: bool = False,
+    finder: Callable[..., StreakDetection] | None = None,
+    stem: str | None = None,
+    wcs_or_camera: Any = None,
+) -> dict[str, Path]:
+    """Find the streaks of one image file and write its three files, as :func:`run_streaks` does.
+
+    The batch layer's unit of work: ``STEM.streaks.ecsv`` (with ``p_streak``,
+    ``input``, ``input_sha256`` and ``params`` in its meta), ``STEM.prob.fits``
+    and ``STEM.mask.png`` in ``out_dir``, byte for byte what :func:`run_streaks`
+    writes for the same input, stem and parameters.
+
+    Parameters
+    ----------
+    path : path
+        An image file (read with :func:`skysift.io.read_frame`).
+    out_dir : path
+        Output folder (created).
+    method, threshold, segment_all
+        See :func:`find_streaks`.
+    finder : callable, optional
+        A finder made by :func:`make_streak_finder` for ``method`` and
+        ``segment_all`` (reused across images: its weights load once).
+    stem : str, optional
+        Stem of the files; default :func:`output_stem` of ``path``.
+    wcs_or_camera : WCS or camera model, optional
+        Sky positions of the streak ends (``ra1, dec1, ra2, dec2``) from this
+        calibration instead of the file's own WCS (a camera calibrated once
+        for a night).
+
+    Returns
+    -------
+    dict of str to Path
+        ``{"streaks": ..., "prob": ..., "mask": ...}``.
+
+    Raises
+    ------
+    InputError
+        For an unreadable file (one line naming it), an unknown ``method`` or
+        ``threshold`` not in (0, 1].
+    """
+    params = _params(method, threshold, segment_all)
+    if finder is None:
+        finder = make_streak_finder(method, segment_all=segment_all)
+    try:
+        digest = sha256_file(path)
+    except OSError:
+        digest = ""  # unreadable: read_frame says why in one line
+    frame = read_frame(path)
+    if wcs_or_camera is not None:
+        frame.meta["wcs"] = wcs_or_camera
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NoDetectionsWarning)
+        res = find_streaks(frame, threshold=threshold, finder=finder)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = _outputs(out, output_stem(path) if stem is None else stem)
+    provenance = {"input": str(path), "input_sha256": digest, "params": params}
+    _write_outputs(res, paths, threshold, provenance)
+    return dict(zip(("streaks", "prob", "mask"), paths, strict=True))
+
+
 def _outputs(out_dir: Path, stem: str) -> tuple[Path, Path, Path]:
     return (
         out_dir / f"{stem}.streaks.ecsv",
@@ -342,13 +421,7 @@ def run_streaks(
     """
 
     finder = make_streak_finder(method, segment_all=segment_all)
-    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real):
-        msg = f"threshold must be a number in (0, 1], got {threshold!r}"
-        raise InputError(msg)
-    if not 0.0 < float(threshold) <= 1.0:
-        msg = f"threshold must be in (0, 1], got {threshold!r}"
-        raise InputError(msg)
-    params = {"method": method, "threshold": float(threshold), "segment_all": bool(segment_all)}
+    params = _params(method, threshold, segment_all)
     if isinstance(inputs, str | os.PathLike):
         p = Path(inputs)
         if p.is_dir():

@@ -5,7 +5,14 @@ PSF-filtered image along every line and dividing each sum by its noise
 (Nir et al. 2018, §2 and eq. 6): a line's significance is
 ``S = Σ_line f / (σ_f sqrt(n c))`` with ``f`` the image filtered with its
 PSF, ``n`` the number of samples on the line and ``c`` the sum of the
-filtered noise's autocorrelation along the line. :class:`RadonStreakFinder`
+filtered noise's autocorrelation along the line. Real skies are not white
+(interpolated or compressed frames, unresolved stars, trees and clouds):
+here ``σ_f`` is a *map* (:func:`~skysift.streaks.frt.local_sigma`, the
+robust spread of the filtered image in boxes of ``noise_box`` px) and
+``sqrt(n c)`` is replaced by ``sd(n)``, the spread of sums of ``n``
+consecutive samples measured on the image itself
+(:func:`~skysift.streaks.frt.line_noise`), so that the significance keeps
+its false-alarm meaning on correlated noise. :class:`RadonStreakFinder`
 does this in two stages:
 
 1. **Triage** on an image binned to at most ``triage_size`` pixels a side:
@@ -26,12 +33,16 @@ does this in two stages:
    each line winsorised about its own median so that a star on it counts
    little), the endpoints are the segment of the line with the largest
    significance (the flux profile along the line, Nir et al. §6), then
-   width and flux are measured across and along it. A line is dropped
-   when its light is not spread along it (median significance, quarters,
-   peaks far above the median: stars and star chains) or it is wider than
-   the PSF allows (blends, galaxies), and its significance is divided by the
-   spread of the same segment shifted sideways (local calibration; only
-   ever lowers it).
+   width and flux are measured across and along it; bright lines
+   (``S >= 15``) are recentred by a straight-line fit to the centroids of
+   their cross profiles along the line. A line is dropped when it is
+   shorter than ``6 psf_fwhm`` (a star pair), its light is not spread along
+   it (median significance, quarters, peaks far above the median: stars
+   and star chains), it is an edge or a band (as bright beside the line,
+   at 1.5-2 FWHM, as on it: trees, clouds, the rim of a fisheye), it hugs
+   a frame edge all along, or it is wider than the PSF allows (blends,
+   galaxies); its significance is divided by the spread of the same
+   segment shifted sideways (local calibration; only ever lowers it).
 
 The threshold for a false-alarm rate ``false_alarm_rate`` per image is the
 Gaussian tail ``isf(false_alarm_rate / n_eff)`` with ``n_eff`` the number
@@ -62,14 +73,17 @@ from skysift.detection.background import estimate_background
 from skysift.errors import InputError
 from skysift.streaks.frt import (
     KAPPA,
+    LineNoise,
     bin_image,
     clean_image,
     frt_levels,
+    line_noise,
+    local_sigma,
     matched_filter,
     max_segment,
     winsorise,
 )
-from skysift.streaks.linking import paint_lines, same_line, segment_overlap
+from skysift.streaks.linking import fit_line_offsets, paint_lines, same_line, segment_overlap
 
 __all__ = ["RadonStreakFinder", "RadonResult", "EFFECTIVE_TRIALS", "LINE_COLUMNS", "paint_lines"]
 
@@ -109,16 +123,17 @@ class RadonResult:
         inside a capsule of diameter ``3 width``, image units) and
         ``border`` (True when an end is within ``width`` of the frame edge).
     mask : ndarray of bool, shape (H, W)
-        ``True`` = streak pixel (a capsule of diameter ``width`` painted
-        along each line).
+        ``True`` = streak pixel (a capsule of diameter ``psf_fwhm``, or
+        ``width`` when that is above ``1.5 psf_fwhm``, painted along each
+        line).
     statistic : float
         Image-level detection statistic: the largest line significance
         (sigma); the triage value when no line reached measurement.
     threshold : float
         Significance threshold applied to ``lines`` (sigma).
     significance_map : ndarray of float32, shape (H, W), or None
-        Per-pixel score (the line's significance times a Gaussian across the
-        line), when asked for.
+        Per-pixel score (the significance of the most significant line whose
+        capsule, as in ``mask``, covers the pixel; 0 elsewhere), when asked for.
     meta : dict
         Settings and timings.
     """
@@ -178,7 +193,8 @@ class RadonStreakFinder:
         Triage peaks above ``threshold - triage_margin`` are measured at full
         resolution (binning loses some significance). Default 1.5 sigma.
     min_length : float, optional
-        Shortest streak reported, pixels. Default 15.
+        Shortest streak reported, pixels (never below ``6 psf_fwhm``: a
+        shorter segment is a compact source). Default 15.
     star_sigma : float, optional
         Peak (sigma, filtered image) above which a compact source is blanked
         before the transform. Default 6.
@@ -190,6 +206,10 @@ class RadonStreakFinder:
         Most streaks measured per image. Default 8.
     background_box : int, optional
         Mesh size (pixels) of the background and noise map. Default 64.
+    noise_box : int, optional
+        Box size (pixels) of the noise map of the PSF-filtered image
+        (:func:`~skysift.streaks.frt.local_sigma`): textured sky (trees,
+        clouds, nebulosity) is scaled by its own fluctuations. Default 32.
     significance_map : bool, optional
         Also return the per-pixel score map. Default False.
 
@@ -217,6 +237,7 @@ class RadonStreakFinder:
         clip_sigma: float = 4.0,
         max_streaks: int = 8,
         background_box: int = 64,
+        noise_box: int = 32,
         significance_map: bool = False,
     ) -> None:
         if not (np.isfinite(psf_fwhm) and psf_fwhm > 0):
@@ -227,6 +248,9 @@ class RadonStreakFinder:
             raise InputError(msg)
         if threshold_sigma is not None and not np.isfinite(threshold_sigma):
             msg = f"threshold_sigma must be finite, got {threshold_sigma}"
+            raise InputError(msg)
+        if noise_box < 8:
+            msg = f"noise_box must be >= 8 pixels, got {noise_box}"
             raise InputError(msg)
         if triage_size < 32:
             msg = f"triage_size must be >= 32 pixels, got {triage_size}"
@@ -247,6 +271,7 @@ class RadonStreakFinder:
         self.clip_sigma = float(clip_sigma)
         self.max_streaks = int(max_streaks)
         self.background_box = int(background_box)
+        self.noise_box = int(noise_box)
         self.significance_map = bool(significance_map)
         self._hp_scale = max(10.0, 4.0 * self.psf_fwhm)
         self._norm_cache: dict[tuple[int, int, int], list[tuple[int, np.ndarray]]] = {}
@@ -256,7 +281,8 @@ class RadonStreakFinder:
     def config(self) -> dict[str, Any]:
         """The settings, as a plain dict (saved in every result's ``meta``)."""
         keys = ("psf_fwhm", "false_alarm_rate", "threshold_sigma", "triage_size", "triage_margin",
-                "min_length", "star_sigma", "clip_sigma", "max_streaks", "background_box")  # fmt: skip
+                "min_length", "star_sigma", "clip_sigma", "max_streaks", "background_box",
+                "noise_box")  # fmt: skip
         return {k: getattr(self, k) for k in keys}
 
     def bin_factor(self, shape: tuple[int, int]) -> int:
@@ -363,7 +389,7 @@ class RadonStreakFinder:
                     np.float32
                 )
                 sub = np.flatnonzero(inv.ravel() > 0)
-                sub = sub[:: max(1, sub.size // 3000)]
+                sub = sub[:: max(1, sub.size // 1000)]
                 lv.append((level.level, inv, sub))
             out.append(lv)
         if key is not None:
@@ -375,16 +401,20 @@ class RadonStreakFinder:
     ) -> tuple[float, list[_Candidate], int]:
         b = self.bin_factor(data.shape)
         sigma_psf = self.psf_fwhm * _FWHM_TO_SIGMA
-        if b > 1:
+        if b > 1 and bad.any():
             db = bin_image(np.where(bad, 0, data), b)
             goodb = bin_image((~bad).astype(np.float32), b)
             badb = goodb < 0.5
             db = np.where(badb, 0, db / np.maximum(goodb, 1e-3)).astype(np.float32)
+        elif b > 1:
+            db = bin_image(data, b)
+            badb = np.zeros(db.shape, bool)
         else:
             db, badb = data, bad
         zb = self._normalised(db, badb, max(8, self.background_box // b), self._hp_scale / b)
         sb = math.sqrt(max(sigma_psf / b, 0.0) ** 2 + (0.55 if b > 1 else 0.0) ** 2)
         fb, c = matched_filter(zb, sb)
+        fb = fb / local_sigma(fb, badb, max(8, self.noise_box // b))
         gb = clean_image(fb, badb, self.star_sigma, self.clip_sigma, sb)
         k0 = self._min_level(b)
         key = None if bad.any() else (gb.shape[0], gb.shape[1], b)
@@ -499,15 +529,30 @@ class RadonStreakFinder:
         thr = self.threshold_for(data.shape)
         table, stat, meta = self._measure(data, bad, thr)
         h, w = data.shape
-        mask_out = paint_lines((h, w), table) if len(table) else np.zeros((h, w), bool)
+        paint = self._paint_table(table)
+        mask_out = paint_lines((h, w), paint) if len(table) else np.zeros((h, w), bool)
         smap = None
         if self.significance_map:
             smap = (
-                paint_lines((h, w), table, scores=True)
+                paint_lines((h, w), paint, scores=True)
                 if len(table)
                 else np.zeros((h, w), np.float32)
             )
         return RadonResult(table, mask_out, stat, thr, smap, meta)
+
+    def _paint_table(self, table: Table) -> Table:
+        """The lines with ``width`` set to the painted diameter.
+
+        A streak is as wide as the PSF: its mask is the capsule of diameter
+        ``psf_fwhm`` (the measured width scatters about it and is biased
+        up by the line's position error), unless the measured width exceeds
+        ``1.5 psf_fwhm`` (defocus, a tumbling or wobbling trail).
+        """
+        t = Table(table, copy=True)
+        if len(t):
+            wd = np.asarray(t["width"], float)
+            t["width"] = np.where(wd > 1.5 * self.psf_fwhm, wd, self.psf_fwhm)
+        return t
 
     def candidates(self, image: np.ndarray, mask: np.ndarray | None = None) -> Table:
         """Every measured line that passes the shape tests, above the threshold or not.
@@ -523,6 +568,7 @@ class RadonStreakFinder:
         self, data: np.ndarray, bad: np.ndarray, thr: float, limit: int | None = None
     ) -> tuple[Table, float, dict[str, Any]]:
         tstat, cands, b = self._triage(data, bad)
+        thr_t = self.threshold_for(data.shape) - self.triage_margin
         meta: dict[str, Any] = {"config": self.config(), "bin_factor": b, "triage_statistic": tstat}
         table = _empty_table()
         table.meta["threshold_sigma"] = thr
@@ -532,12 +578,17 @@ class RadonStreakFinder:
         h, w = data.shape
         sigma_psf = self.psf_fwhm * _FWHM_TO_SIGMA
         z = self._normalised(data, bad, self.background_box, self._hp_scale)
-        f, c = matched_filter(z, sigma_psf)
+        f, _ = matched_filter(z, sigma_psf)
+        # the filtered sky in units of its own pixel noise, and the noise of its line sums
+        # measured on the image (real skies are not white: Nir et al. 2018, §4)
+        f = f / local_sigma(f, bad, self.noise_box)
         g = clean_image(f, bad, self.star_sigma, None, sigma_psf)
+        noise = line_noise(g, ~bad, clip=KAPPA)
+        meta["line_noise"] = {"lengths": noise.lengths.tolist(), "sd": noise.sd.tolist()}
         valid = (~bad).astype(np.float32)
         rows: list[tuple[_Candidate, float, float]] = []
         for cd in cands:
-            r = self._refine(g, valid, c, cd, b)
+            r = self._refine(g, valid, noise, cd, b)
             tol = max(3.0, 2 * self.psf_fwhm)
             if r is None or any(
                 same_line(r, q[0], tol) or segment_overlap(r, q[0], tol) > 0.25 for q in rows
@@ -550,7 +601,8 @@ class RadonStreakFinder:
             ):
                 continue  # a blob (star blend, galaxy, halo), not a line
             rows.append((r, width, dperp))
-        stat = max((q[0].sig for q in rows), default=tstat)
+        # every candidate measured and rejected: nothing line-like (below any threshold)
+        stat = max((q[0].sig for q in rows), default=min(tstat, thr_t))
         table.meta["statistic"] = stat
         resid = None
         maxn = self.max_streaks if limit is None else limit
@@ -562,11 +614,17 @@ class RadonStreakFinder:
                                           bad if bad.any() else None, box_size=self.background_box)  # fmt: skip
                 resid = data - bkg.level
                 resid[bad] = 0.0
-            # move the line across by the centroid of its cross profile
+            # move the line across by the centroid of its cross profile: a straight-line fit
+            # to the centroids of chunks along it when bright enough, else one shift
             ang = math.atan2(r.y2 - r.y1, r.x2 - r.x1)
             nx_, ny_ = -math.sin(ang), math.cos(ang)
-            x1, y1 = r.x1 + dperp * nx_, r.y1 + dperp * ny_
-            x2, y2 = r.x2 + dperp * nx_, r.y2 + dperp * ny_
+            d1, d2 = (
+                fit_line_offsets(z, r.x1, r.y1, r.x2, r.y2, self.psf_fwhm)
+                if r.sig >= 15
+                else (dperp, dperp)
+            )
+            x1, y1 = r.x1 + d1 * nx_, r.y1 + d1 * ny_
+            x2, y2 = r.x2 + d2 * nx_, r.y2 + d2 * ny_
             length = math.hypot(x2 - x1, y2 - y1)
             angle = math.degrees(math.atan2(y2 - y1, x2 - x1)) % 180.0
             one = Table(rows=[(0, x1, y1, x2, y2, length, angle, width, r.sig, 0.0, False)],
@@ -593,9 +651,11 @@ class RadonStreakFinder:
         return vals, (ok > 0.5) & inside
 
     def _refine(
-        self, g: np.ndarray, valid: np.ndarray, c: float, cd: _Candidate, b: int
+        self, g: np.ndarray, valid: np.ndarray, noise: LineNoise, cd: _Candidate, b: int
     ) -> _Candidate | None:
         h, w = g.shape
+        # a segment shorter than 6 PSF FWHM is a compact source (a star pair, a galaxy)
+        min_len = int(math.ceil(max(self.min_length, 6.0 * self.psf_fwhm))) + 1
         theta = math.atan2(cd.y2 - cd.y1, cd.x2 - cd.x1)
         cx, cy = 0.5 * (cd.x1 + cd.x2), 0.5 * (cd.y1 + cd.y2)
         half = 0.5 * math.hypot(cd.x2 - cd.x1, cd.y2 - cd.y1)
@@ -616,9 +676,7 @@ class RadonStreakFinder:
             vals, ok = self._sample(g, valid, xs, ys)
             n = ok.sum(axis=1)
             vals = winsorise(vals, ok)
-            score = np.where(
-                n >= 4, (vals * ok).sum(axis=1) / np.sqrt(c * np.maximum(n, 1)), -np.inf
-            )
+            score = np.where(n >= 4, (vals * ok).sum(axis=1) / noise(np.maximum(n, 1)), -np.inf)
             k = int(np.argmax(score))
             theta, off = float(th_g[k]), float(of_g[k])
             cx, cy = cx - off * math.sin(theta), cy + off * math.cos(theta)
@@ -636,7 +694,7 @@ class RadonStreakFinder:
             seg = ok & (tt >= lo) & (tt <= hi)
             med = float(np.median(vals[seg])) if seg.any() else 0.0
             p = np.where(ok[a0:a1], np.clip(vals[a0:a1], -KAPPA, max(med, 0.0) + KAPPA), 0.0)
-            sig, i, j = max_segment(p, ok[a0:a1], c, int(self.min_length))
+            sig, i, j = max_segment(p, ok[a0:a1], noise, min_len)
             if not np.isfinite(sig):
                 return None
             lo, hi = tt[a0 + i], tt[a0 + j - 1]
@@ -652,10 +710,11 @@ class RadonStreakFinder:
         # the median's significance, and every quarter of the segment holding its share of light
         q = p[i:j][ok[a0 + i : a0 + j]]
         if q.size >= 8:
-            s_med = float(np.median(q)) * math.sqrt(q.size / c)
+            s_med = float(np.median(q)) * q.size / float(noise(q.size))
             sig = min(sig, s_med)
             quarters = [float(x.mean()) for x in np.array_split(q, 4)]
-            if sig >= 15 and min(quarters) < 0.2 * float(q.mean()):
+            # (at any significance: two stars a line apart light its ends, not its middle)
+            if min(quarters) < (0.2 if sig >= 15 else 0.1) * float(q.mean()):
                 return None
             # peaks far above the line's median over a good part of it: stars, not a streak
             raw = vals[a0 + i : a0 + j][ok[a0 + i : a0 + j]]
@@ -669,7 +728,7 @@ class RadonStreakFinder:
             w = int(2 * self.psf_fwhm) + 1
             if raw.size > 2 * w:
                 win = np.convolve(raw, np.ones(w), mode="valid")
-                s_excl = (float(raw.sum()) - float(win.max())) / math.sqrt(c * (raw.size - w))
+                s_excl = (float(raw.sum()) - float(win.max())) / float(noise(raw.size - w))
                 if s_excl < 0.5 * sig * math.sqrt((raw.size - w) / raw.size):
                     return None
         # an edge (tree, dome, cloud border) is bright on one side and dark on the other;
@@ -685,7 +744,30 @@ class RadonStreakFinder:
             ys0 = cy + tt * uy
             v0, ok0 = self._sample(g, valid, xs0[None, :], ys0[None, :])
             m0 = float(np.median(v0[0][ok0[0]])) if ok0.any() else 0.0
-            if abs(ms[0] - ms[1]) > 0.5 * max(m0, 0.0) + 3.0 * math.sqrt(2.0 * c / tt.size):
+            sd_med = 1.25 * float(noise(tt.size)) / tt.size  # of a median of n line samples
+            if abs(ms[0] - ms[1]) > 0.5 * max(m0, 0.0) + 3.0 * math.sqrt(2.0) * sd_med:
+                return None
+            # as narrow as the PSF: the filtered line profile is down to 5 % at 1.5 FWHM
+            # from its axis; a bright band (sky between branches or clouds, the glow inside a
+            # fisheye edge) is nearly as bright there as on the line
+            if max(ms) > 0.5 * max(m0, 0.0) + 3.0 * sd_med:
+                return None
+            side = np.array([-1.5, 1.5]) * self.psf_fwhm
+            xs = cx + tt[None, :] * ux - side[:, None] * uy
+            ys = cy + tt[None, :] * uy + side[:, None] * ux
+            vs, oks = self._sample(g, valid, xs, ys)
+            if oks.sum(axis=1).min() >= 4:
+                mb = 0.5 * sum(float(np.median(vs[k][oks[k]])) for k in range(2))
+                if mb > 0.5 * max(m0, 0.0) + sd_med:
+                    return None
+        # a line hugging a frame edge all along lies where the background is extrapolated
+        em = max(3.0, self.psf_fwhm)
+        gh, gw = g.shape
+        for v1, v2, top in (
+            (cx + lo * ux, cx + hi * ux, gw - 1),
+            (cy + lo * uy, cy + hi * uy, gh - 1),
+        ):
+            if max(v1, v2) < em or min(v1, v2) > top - em:
                 return None
         # local calibration: the same segment shifted across (beyond the high-pass) samples the
         # local noise of the line statistic (crowded fields, nebulosity); only penalises
@@ -700,11 +782,10 @@ class RadonStreakFinder:
         good = n2 >= max(0.5 * tt.size, 4)
         if good.sum() >= 8:
             w2 = winsorise(v2[good], ok2[good])
-            loc = (w2 * ok2[good]).sum(axis=1) / np.sqrt(c * n2[good])
+            loc = (w2 * ok2[good]).sum(axis=1) / noise(n2[good])
             med_l = float(np.median(loc))
             spread_l = 1.4826 * float(np.median(np.abs(loc - med_l)))
             sig = (sig - max(med_l, 0.0)) / max(1.0, spread_l / 1.2)
-        sig = (sig - cd.offset) / cd.scale
         return _Candidate(sig, cx + lo * ux, cy + lo * uy, cx + hi * ux, cy + hi * uy)
 
     def _width(self, z: np.ndarray, r: _Candidate) -> tuple[float, float]:
