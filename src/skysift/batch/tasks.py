@@ -23,8 +23,10 @@ from skysift.bolide.trails_pipeline import find_trails_in
 from skysift.calibration.pipeline import calibrate, find_stars
 from skysift.calibration.report import write_calibration, write_stars
 from skysift.detection.stars import star_finder
+from skysift.dso.pipeline import run_dso
 from skysift.errors import InputError
 from skysift.io import read_frame
+from skysift.movers.pipeline import run_movers
 from skysift.outputs.files import atomic_path
 from skysift.outputs.plots import plot_stars
 from skysift.streaks.pipeline import make_streak_finder, streaks_to_files
@@ -34,8 +36,11 @@ __all__ = [
     "bolide_task",
     "cache_info",
     "calibrate_task",
+    "dso_task",
     "get_task",
     "load_calibration",
+    "movers_task",
+    "stamps_task",
     "stars_task",
     "streaks_task",
     "trails_task",
@@ -296,6 +301,7 @@ def bolide_task(
         input_path, out_dir, calibration=calibration, site=_site(params.get("site")),
         time=params.get("time"), fps=params.get("fps"), pairs=params.get("pairs"),
         method=str(params.get("method", "auto")), overlays=bool(params.get("overlays", True)),
+        height_km=params.get("height_km"), platepar=params.get("platepar"),
     )  # fmt: skip
     return {k: str(v) for k, v in result.files.items()}
 
@@ -337,6 +343,144 @@ def trails_task(
     return outputs
 
 
+def _pair(value: Any) -> tuple[float, float] | None:
+    return None if value is None else (float(value[0]), float(value[1]))
+
+
+def dso_task(
+    input_path: str | os.PathLike[str], out_dir: str | os.PathLike[str], params: Mapping[str, Any]
+) -> dict[str, str]:
+    """Deep-sky objects of one image: the files of ``skysift dso IMAGE --out OUT_DIR``.
+
+    Parameters
+    ----------
+    input_path : path
+        JPEG/PNG/TIFF/FITS image.
+    out_dir : path
+        Folder of this input's outputs (created if needed).
+    params : mapping
+        ``fov`` (horizontal field of view hint, degrees), ``ra``, ``dec`` (field
+        centre hint, degrees), ``radius`` (search radius, degrees, default 5),
+        ``pixel_aspect`` (w/h of a resampled image), as for
+        :func:`skysift.dso.pipeline.run_dso`; all optional.
+
+    Returns
+    -------
+    dict of str to str
+        ``objects``, ``annotated``, ``calibration``, ``wcs``, ``summary`` -> path.
+
+    Raises
+    ------
+    InputError
+        If the image does not exist or cannot be read.
+    NotEnoughStarsError, CalibrationError
+        If the image cannot be plate-solved.
+    """
+    (result,) = run_dso(
+        [str(input_path)], out_dir, fov_deg=params.get("fov"), ra_deg=params.get("ra"),
+        dec_deg=params.get("dec"), radius_deg=float(params.get("radius", 5.0)),
+        pixel_aspect=params.get("pixel_aspect"),
+    )  # fmt: skip
+    return {k: str(v) for k, v in result.files.items()}
+
+
+def stamps_task(
+    input_path: str | os.PathLike[str], out_dir: str | os.PathLike[str], params: Mapping[str, Any]
+) -> dict[str, str]:
+    """Classify the stamps of one input: the files of ``skysift stamps INPUT --out OUT_DIR``.
+
+    The classifier is loaded once per process.
+
+    Parameters
+    ----------
+    input_path : path
+        A FITS cube of stamps ``(N, H, W)`` or ``(N, C, H, W)``, a folder of
+        single stamps, or (with ``dithers``) one ``(n_dithers, H, W)`` cube of
+        registered dither frames.
+    out_dir : path
+        Folder of this input's outputs (created if needed).
+    params : mapping
+        ``dithers`` (None: the input holds stamps), ``interval`` (start-to-start
+        time between dithers, exposures; default 1.2), ``pixel_scale`` (arcsec per
+        pixel; default 0.1), ``weights`` (classifier weights; default the shipped
+        ones), ``nan`` (``"raise"`` or ``"fill"``; default ``"raise"``), as for
+        :func:`skysift.stamps.pipeline.run_stamps`.
+
+    Returns
+    -------
+    dict of str to str
+        ``{"stamps": stamps.ecsv, "config": stamps_config.json}`` and
+        ``contact_<class>`` -> ``contact_<class>.png`` for each sheet written.
+
+    Raises
+    ------
+    InputError
+        For a missing or unreadable input, stamps of the wrong size, NaNs (with
+        ``nan="raise"``) or a wrong number of dithers.
+    """
+    # the classifier needs torch (the learn extra): imported on use
+    from skysift.stamps.pipeline import run_stamps
+    from skysift.stamps.train import load_stamp_classifier  # (the same: torch)
+
+    weights = params.get("weights")
+    model = worker_cache(("stamps", weights), lambda: load_stamp_classifier(weights))
+    dithers = params.get("dithers")
+    out = Path(out_dir)
+    run_stamps(
+        [str(input_path)], out, n_dithers=None if dithers is None else int(dithers),
+        weights=model, dither_interval=float(params.get("interval", 1.2)),
+        pixel_scale=float(params.get("pixel_scale", 0.1)), nan=str(params.get("nan", "raise")),
+    )  # fmt: skip
+    outputs = {"stamps": str(out / "stamps.ecsv"), "config": str(out / "stamps_config.json")}
+    for sheet in sorted(out.glob("contact_*.png")):
+        outputs[sheet.stem] = str(sheet)
+    return outputs
+
+
+def movers_task(
+    input_path: str | os.PathLike[str], out_dir: str | os.PathLike[str], params: Mapping[str, Any]
+) -> dict[str, str]:
+    """Fast movers in one sequence: the files of ``skysift movers SEQUENCE --out OUT_DIR``.
+
+    Parameters
+    ----------
+    input_path : path
+        One sequence: a FITS cube ``(T, H, W)`` or a folder of frames (in name
+        order), registered; a single frame is a sequence of one.
+    out_dir : path
+        Folder of this sequence's outputs (created if needed).
+    params : mapping
+        ``mode`` (default ``"sidereal"``), ``method`` (default ``"auto"``),
+        ``pixel_scale`` (arcsec/px), ``psf_fwhm`` (px), ``rate_range`` ([lo, hi]
+        px/frame), ``calibrate`` (default False), ``stn`` (default ``"500"``), as
+        for :func:`skysift.movers.pipeline.run_movers`.
+
+    Returns
+    -------
+    dict of str to str
+        ``ecsv`` (movers.ecsv), ``psv`` (the ADES file, when written) and
+        ``overlay_KKKK`` (one PNG per frame) -> path.
+
+    Raises
+    ------
+    InputError
+        For an unreadable input, frames of different shapes or a bad parameter.
+    """
+    result = run_movers(
+        [str(input_path)], out_dir, mode=str(params.get("mode", "sidereal")),
+        method=str(params.get("method", "auto")), pixel_scale=params.get("pixel_scale"),
+        psf_fwhm=params.get("psf_fwhm"), rate_range=_pair(params.get("rate_range")),
+        calibrate=bool(params.get("calibrate", False)), stn=str(params.get("stn", "500")),
+    )  # fmt: skip
+    outputs: dict[str, str] = {}
+    for label, value in result.files.items():
+        if isinstance(value, list | tuple):
+            outputs.update({f"overlay_{k:04d}": str(v) for k, v in enumerate(value)})
+        else:
+            outputs[label] = str(value)
+    return outputs
+
+
 #: Batch tasks by name (the commands that run on the batch layer).
 TASKS: dict[str, Callable[[str, str, Mapping[str, Any]], dict[str, str]]] = {
     "stars": stars_task,
@@ -344,6 +488,9 @@ TASKS: dict[str, Callable[[str, str, Mapping[str, Any]], dict[str, str]]] = {
     "streaks": streaks_task,
     "bolide": bolide_task,
     "trails": trails_task,
+    "dso": dso_task,
+    "stamps": stamps_task,
+    "movers": movers_task,
 }
 
 

@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+import glob
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from skysift.cli.app import OutOpt, app
+from skysift.batch import run_batch
+from skysift.cli.app import OutOpt, SchedulerOpt, WorkersOpt, app, finish_batch
 from skysift.dso.pipeline import run_dso
 from skysift.outputs import ensure_out_dir
 
 
 @app.command()
 def dso(
-    images: Annotated[list[Path], typer.Argument(help="Smart-telescope or DSLR images.")],
+    images: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Smart-telescope or DSLR image; several, folders or quoted globs run one "
+            "task per image.",
+            metavar="IMAGE",
+        ),
+    ],
     out: OutOpt = None,
     fov: Annotated[
         float | None, typer.Option("--fov", help="Horizontal field of view hint, degrees.")
@@ -28,12 +37,38 @@ def dso(
         float | None,
         typer.Option("--pixel-aspect", help="Pixel aspect ratio of a resampled image (w/h)."),
     ] = None,
+    workers: WorkersOpt = None,
+    scheduler: SchedulerOpt = None,
 ) -> None:
-    """Plate-solve, name the catalogued objects in the field and say which are visible."""
+    """Plate-solve, name the catalogued objects in the field and say which are visible.
+
+    Several images, a folder or a glob (or --workers/--scheduler): one task per
+    image on the batch layer, one subfolder per input and the manifest run.ecsv
+    in --out; a rerun skips the inputs already done. Exit code 5 when some
+    inputs failed, 2 when all did.
+    """
     if (ra is None) != (dec is None):
         msg = "--ra and --dec go together"
         raise typer.BadParameter(msg)
     out_dir = ensure_out_dir(out, "dso")
+    image = images[0]
+    single = len(images) == 1 and not image.is_dir() and not glob.has_magic(str(image))
+    if not single or workers is not None or scheduler is not None:
+        params = {
+            "fov": fov, "ra": ra, "dec": dec, "radius": radius, "pixel_aspect": pixel_aspect,
+        }  # fmt: skip
+        finish_batch(
+            run_batch(
+                images,
+                out_dir,
+                "dso",
+                params,
+                workers=workers,
+                scheduler=scheduler,
+                echo=typer.echo,
+            )
+        )
+        return
     results = run_dso(
         [str(p) for p in images],
         out_dir,

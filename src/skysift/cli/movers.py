@@ -7,14 +7,33 @@ from typing import Annotated
 
 import typer
 
-from skysift.cli.app import OutOpt, app, evaluate_app, train_app
+from skysift.batch import run_batch
+from skysift.cli.app import (
+    OutOpt,
+    SchedulerOpt,
+    WorkersOpt,
+    app,
+    evaluate_app,
+    finish_batch,
+    train_app,
+)
+from skysift.io.readers import FITS_SUFFIXES
 from skysift.movers.pipeline import run_movers
 from skysift.outputs import ensure_out_dir, write_table
+
+#: Files a folder or glob gives to a batch of sequences (FITS cubes, also compressed).
+CUBE_FILES = tuple(f"{f}{c}" for f in FITS_SUFFIXES for c in ("", ".gz", ".bz2"))
 
 
 @app.command()
 def movers(
-    files: Annotated[list[Path], typer.Argument(help="Frames (files or folders), in time order.")],
+    files: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Frames (files or folders), in time order; with --workers/--scheduler, "
+            "sequences stored as FITS cubes (files, folders, quoted globs), one task each.",
+        ),
+    ],
     out: OutOpt = None,
     mode: Annotated[
         str,
@@ -46,9 +65,36 @@ def movers(
     stn: Annotated[
         str, typer.Option("--stn", help="MPC observatory code for the ADES file.")
     ] = "500",
+    workers: WorkersOpt = None,
+    scheduler: SchedulerOpt = None,
 ) -> None:
-    """Find fast movers (asteroids, NEOs, debris): movers.ecsv, overlays and an ADES file."""
+    """Find fast movers (asteroids, NEOs, debris): movers.ecsv, overlays and an ADES file.
+
+    With --workers or --scheduler each FITS file (folders and quoted globs give
+    theirs) is one sequence, a (T, H, W) cube, and one task on the batch layer:
+    one subfolder per sequence and the manifest run.ecsv in --out; a rerun skips
+    the sequences already done. Exit code 5 when some inputs failed, 2 when all did.
+    """
     out_dir = ensure_out_dir(out, "movers")
+    if workers is not None or scheduler is not None:
+        params = {
+            "mode": mode, "method": method, "pixel_scale": pixel_scale, "psf_fwhm": psf_fwhm,
+            "rate_range": None if rate_range is None else list(rate_range),
+            "calibrate": calibrate, "stn": stn,
+        }  # fmt: skip
+        finish_batch(
+            run_batch(
+                files,
+                out_dir,
+                "movers",
+                params,
+                workers=workers,
+                scheduler=scheduler,
+                suffixes=CUBE_FILES,
+                echo=typer.echo,
+            )
+        )
+        return
     result = run_movers(
         [str(f) for f in files],
         out_dir,

@@ -8,15 +8,31 @@ from typing import Annotated
 import numpy as np
 import typer
 
-from skysift.cli.app import OutOpt, app, evaluate_app, train_app
+from skysift.batch import run_batch
+from skysift.cli.app import (
+    OutOpt,
+    SchedulerOpt,
+    WorkersOpt,
+    app,
+    evaluate_app,
+    finish_batch,
+    train_app,
+)
+from skysift.io.readers import FITS_SUFFIXES
 from skysift.outputs import ensure_out_dir, write_table
+
+#: Files a folder or glob gives to a batch of stamp cubes (FITS, also compressed).
+CUBE_FILES = tuple(f"{f}{c}" for f in FITS_SUFFIXES for c in ("", ".gz", ".bz2"))
 
 
 @app.command()
 def stamps(
     inputs: Annotated[
         list[Path],
-        typer.Argument(help="A FITS cube or folder of stamps, or N registered dither frames."),
+        typer.Argument(
+            help="A FITS cube or folder of stamps, or N registered dither frames; with "
+            "--workers/--scheduler, FITS cubes (files, folders, quoted globs), one task each.",
+        ),
     ],
     out: OutOpt = None,
     dithers: Annotated[
@@ -39,9 +55,36 @@ def stamps(
     nan: Annotated[
         str, typer.Option("--nan", help="NaN pixels: raise (default) or fill with the median.")
     ] = "raise",
+    workers: WorkersOpt = None,
+    scheduler: SchedulerOpt = None,
 ) -> None:
-    """Classify stamps as SSO, star, galaxy or cosmic ray: stamps.ecsv and contact sheets."""
+    """Classify stamps as SSO, star, galaxy or cosmic ray: stamps.ecsv and contact sheets.
+
+    With --workers or --scheduler each FITS file (folders and quoted globs give
+    theirs) is one cube of stamps (or, with --dithers, one cube of dither
+    frames) and one task on the batch layer: one subfolder per cube and the
+    manifest run.ecsv in --out; a rerun skips the cubes already done. Exit code
+    5 when some inputs failed, 2 when all did.
+    """
     out_dir = ensure_out_dir(out, "stamps")
+    if workers is not None or scheduler is not None:
+        params = {
+            "dithers": dithers, "interval": interval, "pixel_scale": pixel_scale,
+            "weights": None if weights is None else str(weights), "nan": nan,
+        }  # fmt: skip
+        finish_batch(
+            run_batch(
+                inputs,
+                out_dir,
+                "stamps",
+                params,
+                workers=workers,
+                scheduler=scheduler,
+                suffixes=CUBE_FILES,
+                echo=typer.echo,
+            )
+        )
+        return
     # the classifier needs torch (the learn extra): imported on use
     from skysift.stamps.pipeline import run_stamps
 
