@@ -20,14 +20,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=100)
     args = parser.parse_args()
-    for label, bg in (("real background (MAGIC crop)", [bundled("magic-allsky").path]), ("synthetic star field", None)):
+    for label, bg in (
+        ("real background (MAGIC crop)", [bundled("magic-allsky").path]),
+        ("synthetic star field", None),
+    ):
         sample("streaks", 0, 0, backgrounds=bg)  # warm caches (background load, PSF kernels)
         times = []
         for i in range(1, args.n + 1):
             t0 = time.perf_counter()
             sample("streaks", 0, i, backgrounds=bg)
             times.append(time.perf_counter() - t0)
-        print(f"{label:<32} median {1e3 * statistics.median(times):6.2f} ms per 256x256 sample (n={args.n})")
+        print(
+            f"{label:<32} median {1e3 * statistics.median(times):6.2f} ms per 256x256 sample (n={args.n})"
+        )
 
 
 if __name__ == "__main__":
