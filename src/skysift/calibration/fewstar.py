@@ -43,7 +43,7 @@ from astropy.table import Table
 from astropy.time import Time
 from scipy import ndimage
 
-from skysift.calibration.allsky import match_stars
+from skysift.calibration.allsky import _matches_table, match_stars
 from skysift.calibration.catalog import load_hipparcos, planet_altaz, star_altaz
 from skysift.calibration.fisheye import FisheyeModel, FisheyeSolution, fisheye_from_similarity
 from skysift.errors import InputError, NotEnoughStarsError
@@ -438,7 +438,7 @@ def solve_fewstar(
     err = _param_errors(model, xy_all[i_det], alt[i_cat], az[i_cat])
     stars_only = is_star[i_cat]
     rows = cat[i_cat[stars_only] - int((~is_star).sum())]
-    matches = _matches(rows, order[i_det[stars_only]], xy_all[i_det[stars_only]],
+    matches = _matches_table(rows, order[i_det[stars_only]], xy_all[i_det[stars_only]],
                        dist[stars_only], np.asarray(stars["flux"], float)[order][i_det[stars_only]])  # fmt: skip
     return FisheyeSolution(
         model=replace(model, shape=(h, w)),
@@ -509,27 +509,6 @@ def _param_errors(model: FisheyeModel, xy: np.ndarray, alt, az) -> dict[str, flo
         "k1": float(math.sqrt(max(jk @ c2 @ jk, 0))),
         "rotation_deg": float(math.degrees(math.sqrt(max(jr @ c2 @ jr, 0)))),
     }
-
-
-def _matches(rows: Table, star_index, xy: np.ndarray, resid, flux) -> Table:
-    t = Table()
-    t["star_index"] = np.asarray(star_index, np.int64)
-    t["x"] = np.asarray(xy[:, 0], float) if len(xy) else np.zeros(0)
-    t["y"] = np.asarray(xy[:, 1], float) if len(xy) else np.zeros(0)
-    t["x"].unit = t["y"].unit = "pix"
-    t["catalog_id"] = np.asarray(rows["catalog_id"], dtype=str)
-    t["hip"] = np.asarray(rows["hip"], np.int64)
-    for c in ("ra", "dec", "alt", "az"):
-        t[c] = np.asarray(rows[c], float)
-        t[c].unit = "deg"
-    t["catalog_mag"] = np.asarray(rows["v_mag"], float)
-    t["b_v"] = np.asarray(rows["b_v"], float)
-    t["catalog_mag"].unit = t["b_v"].unit = "mag"
-    t["airmass"] = np.asarray(rows["airmass"], float)
-    t["residual_px"] = np.asarray(resid, float)
-    t["residual_px"].unit = "pix"
-    t["flux"] = np.asarray(flux, float)
-    return t
 
 
 def fewstar_fallback(
