@@ -9,13 +9,14 @@ from __future__ import annotations
 import abc
 import enum
 import importlib
+import os
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import sep
-from astropy.table import Table
+from astropy.table import Table, vstack
 
 from skysift._validation import check_image
 from skysift.detection.background import BackgroundMap, estimate_background
@@ -393,6 +394,51 @@ def star_finder(method: str = "classical", **kwargs: object) -> Callable[..., Ta
     return factory(**kwargs)
 
 
+#: Frames with more pixels than this are searched in tiles (bounded memory);
+#: ``SKYSIFT_TILE_PIXELS`` overrides it.
+TILE_PIXELS = 16_000_000
+
+#: Overlap of neighbouring tiles, pixels (each detection is kept by the one
+#: tile whose core holds it, at least half of this from the tile's inner edges).
+TILE_OVERLAP = 128
+
+
+def tile_pixels() -> int:
+    """The pixel count above which :func:`detect_stars` works in tiles.
+
+    Raises
+    ------
+    InputError
+        If ``SKYSIFT_TILE_PIXELS`` is set to something other than a positive integer.
+    """
+    raw = os.environ.get("SKYSIFT_TILE_PIXELS")
+    if raw is None or not raw.strip():
+        return TILE_PIXELS
+    try:
+        value = int(float(raw))
+    except ValueError:
+        value = 0
+    if value <= 0:
+        msg = f"SKYSIFT_TILE_PIXELS must be a positive integer, got {raw!r}"
+        raise InputError(msg)
+    return value
+
+
+def _tile_edges(n: int, size: int, overlap: int) -> list[tuple[int, int, int, int]]:
+    """``(start, stop, core_start, core_stop)`` of tiles of ``size`` along an axis of ``n``."""
+    if n <= size:
+        return [(0, n, 0, n)]
+    k = int(np.ceil((n - overlap) / (size - overlap)))
+    starts = np.linspace(0, n - size, k).round().astype(int)
+    out = []
+    for i, a in enumerate(starts):
+        b = a + size
+        lo = 0 if i == 0 else (a + starts[i - 1] + size) // 2
+        hi = n if i == k - 1 else (b + starts[i + 1]) // 2
+        out.append((int(a), int(b), int(lo), int(hi)))
+    return out
+
+
 def detect_stars(
     image: np.ndarray,
     mask: np.ndarray | None = None,
@@ -401,6 +447,13 @@ def detect_stars(
     **kwargs: object,
 ) -> Table:
     """Detect stars with the finder registered under ``method``.
+
+    A frame with more pixels than :func:`tile_pixels` (default 16 million)
+    is searched in overlapping square tiles of about that size, one at a
+    time, so that memory stays bounded on large DSLR frames: the saturation
+    level is estimated once on the whole frame, each detection is kept by
+    the tile whose core (the tile less half the 128 px overlap on its inner
+    sides) holds it, and the tables are merged brightest first.
 
     Parameters
     ----------
@@ -415,11 +468,51 @@ def detect_stars(
     Returns
     -------
     astropy.table.Table
-        See :meth:`ClassicalStarFinder.find_stars`.
+        See :meth:`ClassicalStarFinder.find_stars`; a tiled search adds
+        ``meta["tiles"]`` (the number of tiles).
 
     Raises
     ------
     InputError
-        If ``method`` is unknown (the message lists the valid names).
+        If ``method`` is unknown (the message lists the valid names), or
+        ``SKYSIFT_TILE_PIXELS`` is not a positive integer.
     """
-    return star_finder(method, **kwargs)(image, mask)
+    limit = tile_pixels()
+    data = np.asarray(image)
+    if data.ndim != 2 or data.size <= limit:
+        return star_finder(method, **kwargs)(image, mask)
+    if kwargs.get("saturation") is None:
+        kwargs["saturation"] = estimate_saturation(data)
+    finder = star_finder(method, **kwargs)
+    side = max(2 * TILE_OVERLAP + 64, int(np.sqrt(limit)))
+    h, w = data.shape
+    parts = []
+    n_tiles = n_found = 0
+    capped = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NoDetectionsWarning)
+        for y0, y1, cy0, cy1 in _tile_edges(h, side, TILE_OVERLAP):
+            for x0, x1, cx0, cx1 in _tile_edges(w, side, TILE_OVERLAP):
+                n_tiles += 1
+                sub_mask = None if mask is None else mask[y0:y1, x0:x1]
+                t = finder(data[y0:y1, x0:x1], sub_mask)
+                n_found += int(t.meta.get("n_found", len(t)))
+                capped |= bool(t.meta.get("capped", False))
+                if not len(t):
+                    continue
+                t["x"] += x0
+                t["y"] += y0
+                xr = np.floor(np.asarray(t["x"]) + 0.5)
+                yr = np.floor(np.asarray(t["y"]) + 0.5)
+                parts.append(t[(xr >= cx0) & (xr < cx1) & (yr >= cy0) & (yr < cy1)])
+    if not parts or not sum(len(p) for p in parts):
+        warnings.warn("no star detected above threshold", NoDetectionsWarning, stacklevel=2)
+        out = empty_star_table()
+    else:
+        out = vstack(parts, metadata_conflicts="silent")
+        out = out[np.argsort(-np.asarray(out["flux"]))]
+    out.meta["n_found"] = n_found
+    out.meta["capped"] = capped
+    out.meta["tiles"] = n_tiles
+    out.meta["saturation"] = kwargs["saturation"]
+    return out
