@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from pathlib import Path
@@ -149,6 +150,36 @@ def test_night_calibrates_a_camera_once_and_reuses_it(data_dir, tmp_path):
     assert 'href="calibration/' in (out / "index.html").read_text()
 
 
+@pytest.mark.slow
+def test_night_recalibrates_a_narrow_camera_that_moved(data_dir, tmp_path):
+    """Three star-tracker frames at three pointings: one plate solution each, not one for all."""
+    src = data_dir / "tetra3_startracker"
+    names = sorted(p.name for p in src.glob("*Alt40*.tiff"))
+    if len(names) < 3:
+        pytest.skip(f"{src} is missing")
+    d = tmp_path / "night" / "tracker"
+    d.mkdir(parents=True)
+    for name in names[:3]:
+        shutil.copy(src / name, d / name)
+    res = run_night(tmp_path / "night", tmp_path / "out", site=None, mode="narrow",
+                    streaks_method="classical", workers=0, progress=False)  # fmt: skip
+    assert res.exit_code == 0
+    cams = sorted(res.cameras)
+    assert cams == [
+        "tracker 1024x768",
+        "tracker 1024x768 pointing 2",
+        "tracker 1024x768 pointing 3",
+    ]
+    centres = set()
+    for pkl in res.cameras.values():
+        cal = json.loads((Path(pkl).parent / "calibration.json").read_text())
+        assert cal["model_type"] == "tan-sip"
+        centres.add(Path(pkl).parent.name)
+    assert len(centres) == 3  # each pointing solved on its own frame
+    assert len(res.calibration.rows) == 3 and res.calibration.n_failed == 0
+    assert (tmp_path / "out" / "calibration" / "pointings" / "run.ecsv").is_file()
+
+
 def test_night_help(capsys):
     assert main(["night", "--help"]) == 0
     out = capsys.readouterr().out
@@ -159,3 +190,33 @@ def test_night_on_a_missing_folder_makes_no_output(tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["night", str(tmp_path / "nope"), "--out", str(out), "--workers", "0"]) == 2
     assert "nope: not a folder" in capsys.readouterr().err and not out.exists()
+
+
+def _field(shift: float, seed: int) -> np.ndarray:
+    from skysift.simulation import make_star_field
+
+    big, _ = make_star_field((300, 360), 150, fwhm=2.5, rng=7)  # the same sky every time
+    rng = np.random.default_rng(seed)
+    moved = np.roll(big, int(round(shift)), axis=1)[20:280, 20:340]
+    return (moved + rng.normal(0, 3, moved.shape)).astype(np.float32)
+
+
+def test_frames_of_a_camera_that_moved_split_into_pointings(tmp_path):
+    """8 frames: 4 at one pointing, then 4 moved by 20 px: two pointings, the reference's first."""
+    from astropy.io import fits
+
+    from skysift.batch.night import _registration_image, frame_shift, pointing_groups
+
+    paths = []
+    for i in range(8):
+        p = tmp_path / f"f{i}.fits"
+        fits.PrimaryHDU(_field(0.0 if i < 4 else 20.0, seed=i)).writeto(p)
+        paths.append(p)
+    a, b = _registration_image(paths[0]), _registration_image(paths[5])
+    assert abs(frame_shift(a, b) - 20.0) < 1.0  # measured to the pixel
+    assert frame_shift(a, _registration_image(paths[1])) < 1.0
+    groups = pointing_groups(paths, paths[1])
+    assert groups == [paths[:4], paths[4:]]
+    groups = pointing_groups(paths, paths[6])
+    assert groups == [paths[4:], paths[:4]]
+    assert pointing_groups(paths, paths[1], drift_px=30.0) == [paths]

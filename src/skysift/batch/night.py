@@ -12,24 +12,32 @@ RA/Dec from its camera's calibration). ``OUT/run.ecsv`` is the manifest (a
 rerun skips finished inputs) and ``OUT/index.html`` links every input's
 outputs (relative links, so the folder can move).
 
-A camera's calibration is reused for all its frames; a pointing that drifts
-during the night is not followed (one calibration per camera folder and shape).
+A camera's calibration is reused for its frames while the pointing holds: for
+a plate solution (a narrow field fixed on the sky), frames whose star field has
+moved by more than :data:`DRIFT_PX` from the calibrated frame (phase
+correlation of the high-passed frames) start a new pointing, calibrated on its
+own middle frame; an all-sky (fisheye) model is tied to the ground and serves
+the whole night.
 """
 
 from __future__ import annotations
 
 import glob
 import html
+import json
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import cv2
+import numpy as np
 from astropy.io import fits
 from astropy.table import Table
 from PIL import Image
+from scipy import ndimage
+from skimage.registration import phase_cross_correlation
 
 from skysift.batch.runner import (
     IMAGE_FILES,
@@ -39,7 +47,8 @@ from skysift.batch.runner import (
     run_batch,
 )
 from skysift.batch.tasks import CALIBRATION_PICKLE, bolide_task, streaks_task, trails_task
-from skysift.errors import InputError
+from skysift.errors import InputError, SkysiftError
+from skysift.io import read_frame
 from skysift.io.readers import IMAGE_SUFFIXES
 from skysift.io.video import VIDEO_SUFFIXES
 from skysift.outputs.files import atomic_path
@@ -179,6 +188,87 @@ def find_night(
     return NightInputs(clips=clips, frames=frames, cameras=cameras)
 
 
+# -- pointings -----------------------------------------------------------------------------------
+
+#: A frame whose star field has moved by more than this (pixels; or 0.5 % of the
+#: image diagonal when larger) from its pointing's reference starts a new pointing.
+DRIFT_PX = 5.0
+
+
+def _registration_image(path: Path) -> tuple[np.ndarray, int] | None:
+    """The frame binned to <= 1024 px, high-passed and clipped to its point sources (None if unreadable)."""
+    try:
+        data = np.asarray(read_frame(path).data, np.float32)
+    except SkysiftError:
+        return None
+    img = np.nan_to_num(data)
+    f = max(1, int(np.ceil(max(img.shape) / 1024)))
+    if f > 1:
+        h, w = (img.shape[0] // f) * f, (img.shape[1] // f) * f
+        img = img[:h, :w].reshape(h // f, f, w // f, f).mean(axis=(1, 3))
+    hp = img - ndimage.gaussian_filter(img, 8.0)
+    scale = 1.4826 * float(np.median(np.abs(hp - np.median(hp)))) or 1.0
+    return np.clip(hp / scale - 3.0, 0.0, 50.0), f
+
+
+def frame_shift(reference: tuple[np.ndarray, int], other: tuple[np.ndarray, int]) -> float:
+    """Shift in pixels (full resolution) of ``other``'s star field against ``reference``'s.
+
+    Phase correlation (:func:`skimage.registration.phase_cross_correlation`)
+    of the high-passed, binned frames; ``inf`` for frames of different shapes.
+    """
+    if reference[0].shape != other[0].shape:
+        return float("inf")
+    shift, _, _ = phase_cross_correlation(reference[0], other[0], normalization=None)
+    return float(np.hypot(*shift)) * reference[1]
+
+
+def pointing_groups(
+    paths: Sequence[Path], reference: Path, *, drift_px: float | None = None
+) -> list[list[Path]]:
+    """Split a camera's frames (in time order) into pointings.
+
+    The group of ``reference`` (the calibrated frame) comes first; walking
+    out from it in both directions, a frame that moved by more than the
+    tolerance from its group's reference (the first frame met) opens a new
+    group. Unreadable frames stay with their neighbours (their own task
+    reports them).
+
+    Parameters
+    ----------
+    paths : sequence of Path
+        The frames, in time (name) order; ``reference`` among them.
+    reference : Path
+    drift_px : float, optional
+        Tolerance in pixels. Default ``max(DRIFT_PX, 0.005 * diagonal)``.
+
+    Returns
+    -------
+    list of list of Path
+        The pointings, ``reference``'s first; together they hold every path once.
+    """
+    paths = list(paths)
+    i0 = paths.index(reference)
+    ref0 = _registration_image(reference)
+    if ref0 is None:
+        return [paths]
+    h, w = ref0[0].shape
+    tol = drift_px if drift_px is not None else max(DRIFT_PX, 0.005 * np.hypot(h, w) * ref0[1])
+    first: list[Path] = [reference]
+    others: list[list[Path]] = []
+    for direction in (1, -1):
+        group, ref = first, ref0
+        i = i0 + direction
+        while 0 <= i < len(paths):
+            img = _registration_image(paths[i])
+            if img is not None and frame_shift(ref, img) > tol:
+                group, ref = [], img
+                others.append(group)
+            group.append(paths[i])
+            i += direction
+    return [sorted(first), *[sorted(g) for g in others]]
+
+
 # -- the task ----------------------------------------------------------------------------------
 
 
@@ -194,9 +284,10 @@ def night_task(
     out_dir : path
         Folder of this input's outputs.
     params : mapping
-        ``root`` (the night's folder) and ``cameras`` ({camera: kept
-        ``calibration.pkl``}, the camera of an input as :func:`camera_of` names
-        it), ``site``, ``bolide_method`` (default ``"auto"``), ``streaks_method``
+        ``root`` (the night's folder) and ``cameras`` ({camera or pointing:
+        kept ``calibration.pkl``}, the camera of an input as :func:`camera_of`
+        names it), ``pointings`` ({input: pointing} for frames of a camera
+        that moved), ``site``, ``bolide_method`` (default ``"auto"``), ``streaks_method``
         (default ``"learned"``), ``threshold`` (streak score, default 0.5),
         ``overlays`` (bolide overlays, default True).
 
@@ -215,7 +306,9 @@ def night_task(
     cameras = dict(params.get("cameras", {}))
     calibration = None
     if cameras:
-        calibration = cameras.get(camera_of(input_path, params.get("root", ".")))
+        # the input's pointing (a camera that moved during the night), else its camera
+        key = dict(params.get("pointings", {})).get(str(input_path))
+        calibration = cameras.get(key or camera_of(input_path, params.get("root", ".")))
     if str(input_path).lower().endswith(VIDEO_SUFFIXES):
         p = {
             "calibration": calibration,
@@ -340,9 +433,40 @@ def run_night(
             pkl = out / CALIBRATION_DIR / names[rep] / CALIBRATION_PICKLE
             if str(rep) in done and pkl.is_file():
                 kept[cam] = str(pkl.resolve())
+    # A plate solution holds while the pointing does: the frames of a narrow-field
+    # camera that moved are split into pointings, each calibrated on its middle frame.
+    pointings: dict[str, str] = {}
+    extra: dict[str, Path] = {}
+    for cam, pkl in list(kept.items()):
+        if _model_type(Path(pkl).with_name("calibration.json")) == "fisheye":
+            continue  # tied to the ground: valid all night
+        parts = pointing_groups(groups[cam], reps[cam])
+        for k, part in enumerate(parts[1:], start=2):
+            key = f"{cam} pointing {k}"
+            extra[key] = part[len(part) // 2]
+            pointings.update({str(f): key for f in part})
+    if extra:  # their own folder and manifest (calibration/pointings/run.ecsv)
+        where = out / CALIBRATION_DIR / "pointings"
+        more = run_batch(list(extra.values()), where, "calibrate", params, **batch)
+        names = dict(zip(extra.values(), output_names(list(extra.values())), strict=True))
+        done = {r["input"] for r in more.rows if r["status"] != "failed"}
+        for key, rep in extra.items():
+            pkl = where / names[rep] / CALIBRATION_PICKLE
+            if str(rep) in done and pkl.is_file():
+                kept[key] = str(pkl.resolve())
+        if cal_summary is not None:  # one summary of every calibration of the night
+            cal_summary = replace(
+                cal_summary,
+                n_done=cal_summary.n_done + more.n_done,
+                n_skipped=cal_summary.n_skipped + more.n_skipped,
+                n_failed=cal_summary.n_failed + more.n_failed,
+                seconds=cal_summary.seconds + more.seconds,
+                rows=[*cal_summary.rows, *more.rows],
+            )
     params = {
-        "root": str(Path(folder)), "cameras": kept, "site": site_list, "bolide_method": bolide_method,
-        "streaks_method": streaks_method, "threshold": float(threshold), "overlays": overlays,
+        "root": str(Path(folder)), "cameras": kept, "pointings": pointings, "site": site_list,
+        "bolide_method": bolide_method, "streaks_method": streaks_method,
+        "threshold": float(threshold), "overlays": overlays,
     }  # fmt: skip
     inputs = [*night.clips, *night.frames]
     summary = run_batch(inputs, out, night_task, params, **batch)
@@ -351,6 +475,14 @@ def run_night(
 
 
 # -- the index ---------------------------------------------------------------------------------
+
+
+def _model_type(path: Path) -> str | None:
+    """The ``model_type`` of a ``calibration.json`` (None when it cannot be read)."""
+    try:
+        return str(json.loads(path.read_text(encoding="utf-8")).get("model_type"))
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def _count(path: Path) -> int | None:

@@ -43,7 +43,10 @@ def night(
 
     Frames are grouped by camera (folder and image size); each camera is
     calibrated on its middle frame (--out/calibration/) and the calibration is
-    reused for its frames and clips. Writes one subfolder per input, run.ecsv
+    reused for its frames and clips. A narrow-field camera whose star field
+    moved (more than 5 px, or 0.5 % of the diagonal) starts a new pointing,
+    calibrated on its own middle frame (--out/calibration/pointings/); an
+    all-sky model is tied to the ground and serves the whole night. Writes one subfolder per input, run.ecsv
     and index.html in --out; a rerun skips the inputs already done. Exit code 5
     when some inputs failed, 2 when all did.
     """
