@@ -210,3 +210,27 @@ def test_dso_on_a_cluster_names_m92_as_in_process(client, tmp_path, capsys):
     objects = b
     row = objects[list(objects["label"]).index("M92")]
     assert row["verdict"] == "visible"
+
+
+def test_movers_batch_takes_a_folder_of_frames_as_one_sequence(sequences, tmp_path, capsys):
+    """Folders of 2-D frames (a glob of them) are one sequence each, as their cubes are."""
+    d, _ = sequences
+    root = tmp_path / "frames"
+    for k in range(2):
+        cube = fits.getdata(d / f"seq{k}.fits")
+        (root / f"seq{k}").mkdir(parents=True)
+        for i, frame in enumerate(cube):
+            fits.PrimaryHDU(frame).writeto(root / f"seq{k}" / f"f{i:02d}.fits")
+    args = ["--method", "classical", "--rate-range", "2", "4", "--workers", "0"]
+    assert main(["movers", str(root / "seq*"), *args, "--out", str(tmp_path / "a")]) == 0
+    assert "2 done, 0 skipped, 0 failed" in capsys.readouterr().out
+    assert main(["movers", str(d / "seq0.fits"), str(d / "seq1.fits"), *args,
+                 "--out", str(tmp_path / "b")]) == 0  # fmt: skip
+    for k in range(2):
+        a = Table.read(tmp_path / "a" / f"seq{k}" / "movers.ecsv")
+        b = Table.read(tmp_path / "b" / f"seq{k}" / "movers.ecsv")
+        assert len(a) == len(b) > 0
+        np.testing.assert_allclose(np.asarray(a["x"]), np.asarray(b["x"]), atol=1e-6)
+    # a rerun skips both folders (their digest covers every frame)
+    assert main(["movers", str(root / "seq*"), *args, "--out", str(tmp_path / "a")]) == 0
+    assert "0 done, 2 skipped" in capsys.readouterr().out

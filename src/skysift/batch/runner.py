@@ -31,6 +31,7 @@ Memory: a worker (one thread) holds one input, and its models, at a time.
 from __future__ import annotations
 
 import glob
+import hashlib
 import importlib.util
 import json
 import logging
@@ -46,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from astropy.io import fits
 from astropy.table import Table
 from tqdm import tqdm
 
@@ -60,6 +62,7 @@ __all__ = [
     "MANIFEST_COLUMNS",
     "default_workers",
     "expand_inputs",
+    "frame_folder",
     "local_cluster",
     "output_names",
     "read_manifest",
@@ -99,7 +102,10 @@ def _matches(path: Path, suffixes: Sequence[str]) -> bool:
 
 
 def expand_inputs(
-    inputs: Iterable[str | os.PathLike[str]], *, suffixes: Sequence[str] = IMAGE_FILES
+    inputs: Iterable[str | os.PathLike[str]],
+    *,
+    suffixes: Sequence[str] = IMAGE_FILES,
+    keep_folders: bool | Callable[[Path], bool] = False,
 ) -> list[Path]:
     """The files named by ``inputs``: files, folders (their files) and globs, sorted, deduplicated.
 
@@ -113,6 +119,11 @@ def expand_inputs(
     suffixes : sequence of str, optional
         File name endings taken from folders and globs (case-insensitive). Default:
         FITS (also ``.gz``/``.bz2``) and image files.
+    keep_folders : bool or callable, optional
+        A folder named in ``inputs`` (or matched by a glob) is one input, not
+        its files (a sequence of frames for ``movers``, a set of stamps): always
+        (True), never (False, the default), or when ``keep_folders(folder)``
+        says so.
 
     Returns
     -------
@@ -129,11 +140,15 @@ def expand_inputs(
     found: list[Path] = []
     for item in items:
         path = Path(item)
-        if path.is_dir():
+        if path.is_dir() and _keep(path, keep_folders):
+            found.append(path)
+        elif path.is_dir():
             found += [p for p in path.iterdir() if _matches(p, suffixes)]
         elif glob.has_magic(item) and not path.exists():
             for hit in map(Path, glob.glob(item, recursive=True)):
-                if hit.is_dir():
+                if hit.is_dir() and _keep(hit, keep_folders):
+                    found.append(hit)
+                elif hit.is_dir():
                     found += [p for p in hit.iterdir() if _matches(p, suffixes)]
                 elif _matches(hit, suffixes):
                     found.append(hit)
@@ -150,9 +165,40 @@ def expand_inputs(
     return files
 
 
+def frame_folder(folder: Path) -> bool:
+    """Whether a folder holds a sequence of 2-D frames (one input), not cubes.
+
+    True when it has at least two FITS or image files and no FITS file in it
+    declares three or more axes (read from the headers only).
+    """
+    files = [p for p in folder.iterdir() if _matches(p, IMAGE_FILES)]
+    if len(files) < 2:
+        return False
+    for f in files:
+        if f.name.lower().split(".")[-1] in ("fits", "fit", "fts", "gz", "bz2"):
+            try:
+                if int(fits.getheader(f).get("NAXIS", 0)) >= 3:
+                    return False
+            except (OSError, ValueError):
+                continue  # an unreadable frame: its task reports it
+    return True
+
+
+def _keep(folder: Path, rule: bool | Callable[[Path], bool]) -> bool:
+    return bool(rule(folder)) if callable(rule) else bool(rule)
+
+
 def sha256_of(path: str | os.PathLike[str]) -> str:
-    """SHA-256 (hex) of a file's bytes; ``""`` when it cannot be read."""
+    """SHA-256 (hex) of a file's bytes; of a folder, of its files' names and digests.
+
+    ``""`` when it cannot be read.
+    """
     try:
+        if Path(path).is_dir():  # a folder taken as one input (a sequence of frames)
+            h = hashlib.sha256()
+            for f in sorted(p for p in Path(path).iterdir() if p.is_file()):
+                h.update(f"{f.name}\0{sha256_file(f)}\n".encode())
+            return h.hexdigest()
         return sha256_file(path)
     except OSError:
         return ""
@@ -404,6 +450,7 @@ def run_batch(
     resume: bool = True,
     progress: bool = True,
     suffixes: Sequence[str] = IMAGE_FILES,
+    keep_folders: bool | Callable[[Path], bool] = False,
     echo: Callable[[str], None] | None = None,
     connect_timeout: float = 10.0,
     manifest_interval: float = 0.5,
@@ -437,6 +484,8 @@ def run_batch(
         Show a progress bar on stderr (when it is a terminal). Default True.
     suffixes : sequence of str, optional
         File endings taken from folders and globs.
+    keep_folders : bool or callable, optional
+        Folders as inputs of their own (see :func:`expand_inputs`). Default False.
     echo : callable, optional
         Called with the dashboard link of a cluster started here.
     connect_timeout : float, optional
@@ -471,7 +520,7 @@ def run_batch(
         msg = f"batch parameters must be JSON-serialisable: {err}"
         raise InputError(msg) from None
     task_params = dict(params or {})
-    files = expand_inputs(inputs, suffixes=suffixes)
+    files = expand_inputs(inputs, suffixes=suffixes, keep_folders=keep_folders)
     names = output_names(files)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from skysift.batch import run_batch
+from skysift.batch.runner import frame_folder
 from skysift.cli.app import (
     OutOpt,
     SchedulerOpt,
@@ -91,6 +92,7 @@ def movers(
                 workers=workers,
                 scheduler=scheduler,
                 suffixes=CUBE_FILES,
+                keep_folders=frame_folder,  # a folder of 2-D frames is one input
                 echo=typer.echo,
             )
         )

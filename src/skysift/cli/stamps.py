@@ -9,6 +9,7 @@ import numpy as np
 import typer
 
 from skysift.batch import run_batch
+from skysift.batch.runner import frame_folder
 from skysift.cli.app import (
     OutOpt,
     SchedulerOpt,
@@ -81,6 +82,7 @@ def stamps(
                 workers=workers,
                 scheduler=scheduler,
                 suffixes=CUBE_FILES,
+                keep_folders=frame_folder,  # a folder of 2-D frames is one input
                 echo=typer.echo,
             )
         )
