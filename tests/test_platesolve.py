@@ -244,6 +244,10 @@ def test_save_load_round_trip(solver_cache, tmp_path):
     hdr = fits.getheader(path)
     assert hdr["CTYPE1"] == "RA---TAN-SIP" and hdr["A_ORDER"] == 3 and hdr["AP_ORDER"] == 4
     assert hdr["IMAGEW"] == 1024 and hdr["PSNMATCH"] == sol.n_matched
+    assert hdr["NAXIS"] == 2 and hdr["NAXIS1"] == 0  # no NAXIS 0: WCS(header) does not warn
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert WCS(hdr).has_celestial
     back = PlateSolution.load(path)
     assert back.backend == "tetra3rs" and back.n_matched == sol.n_matched
     assert back.shape == shape

@@ -125,7 +125,14 @@ class PlateSolution:
         pathlib.Path
             ``path``.
         """
-        primary = fits.PrimaryHDU(header=self.to_header())
+        # NAXIS = 2 with zero-length axes (no data follows, FITS 4.0 sec. 4.4.1.1): with
+        # NAXIS 0, astropy.wcs warns that the WCS has more axes than the image
+        primary = fits.PrimaryHDU(data=np.zeros((0, 0), np.uint8))
+        for card in self.to_header().cards:
+            if card.keyword in ("COMMENT", "HISTORY"):
+                primary.header.append(card)
+            else:
+                primary.header[card.keyword] = (card.value, card.comment)
         matches = Table(self.matches, copy=True)
         matches.meta = {
             "EXTNAME": "MATCHES",
