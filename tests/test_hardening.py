@@ -290,3 +290,18 @@ def test_calibrate_reports_its_stages_to_a_progress_callback(data_dir):
     calibrate(frame, site=(28.7619, -17.8908, 2200.0), progress=lambda s, f: seen.append((s, f)))
     assert [s for s, _ in seen] == ["detection", "astrometry", "photometry", "photometry"]
     assert [f for _, f in seen] == sorted(f for _, f in seen) and seen[-1][1] == 1.0
+
+
+def test_trails_inputs_sharing_a_stem_get_their_own_tables(tmp_path, capsys):
+    """x.fits and x.png in one `skysift trails` run: two tables, neither overwrites the other."""
+    from PIL import Image
+
+    img = _star_image(tmp_path)
+    data = fits.getdata(img).astype(np.float32)
+    fits.PrimaryHDU(data).writeto(tmp_path / "x.fits")
+    u8 = np.clip(data / max(float(data.max()), 1.0) * 255, 0, 255).astype(np.uint8)
+    Image.fromarray(u8).save(tmp_path / "x.png")
+    out = tmp_path / "out"
+    assert main(["trails", str(tmp_path / "x.fits"), str(tmp_path / "x.png"), "--out", str(out)]) == 0
+    assert (out / "x.fits.trails.ecsv").is_file() and (out / "x.png.trails.ecsv").is_file()
+    assert not (out / "x.trails.ecsv").exists()

@@ -72,6 +72,7 @@ def find_trails_in(
     site: Site | tuple[float, float, float] | None = None,
     time: Time | str | None = None,
     calibration: bool | None = None,
+    stem: str | None = None,
 ) -> tuple[Table, Path | None]:
     """Find the meteor trails of one exposure and write its tables and figures.
 
@@ -101,6 +102,10 @@ def find_trails_in(
         ``mode="auto"``) to add RA/Dec (and alt/az for an all-sky camera)
         of the trails' ends. Default: when ``site`` or ``time`` is given.
         A failed calibration leaves the columns out, with a warning.
+    stem : str, optional
+        ``STEM`` of the output files (default the file name up to its first
+        dot; the CLI gives unique names when two inputs share a stem,
+        :func:`skysift.outputs.files.output_stems`).
 
     Returns
     -------
@@ -138,7 +143,7 @@ def find_trails_in(
         return table, None
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    stem = name.split(".")[0]
+    stem = stem or name.split(".")[0]
     ecsv = write_table(table, out / f"{stem}.trails.ecsv")
     write_table(profiles, out / f"{stem}.trails_profile.ecsv")
     _plot(data, table, profiles, ~sky, out / f"{stem}.trails.png", name)

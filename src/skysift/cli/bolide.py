@@ -34,7 +34,7 @@ from skysift.errors import InputError, NoDetectionsWarning
 from skysift.io.readers import FITS_SUFFIXES
 from skysift.io.video import VIDEO_SUFFIXES
 from skysift.outputs import ensure_out_dir, write_table
-from skysift.outputs.files import prepared_out_dir
+from skysift.outputs.files import output_stems, prepared_out_dir
 from skysift.simulation.generate import load_config
 
 #: Files taken as clips from folders and globs by ``skysift bolide``: videos and FITS cubes.
@@ -222,10 +222,13 @@ def trails(
 
     # a run that fails before writing anything leaves no empty folder behind
     with prepared_out_dir(out, "trails") as out_dir:
-        for path in images:
+        # unique names when two inputs share a stem (x.fits and x.png, a/x.fits and b/x.fits)
+        for path, stem in zip(images, output_stems(images), strict=True):
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", UserWarning)
-                table, written = find_trails_in(path, out_dir, mask=mask, site=site, time=time)
+                table, written = find_trails_in(
+                    path, out_dir, mask=mask, site=site, time=time, stem=stem
+                )
             for w in caught:
                 echo_err(f"skysift: warning: {w.message}")
             typer.echo(f"{path.name}: {len(table)} trail(s) -> {written}")
