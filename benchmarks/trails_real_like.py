@@ -274,7 +274,7 @@ def main() -> None:
     import warnings
 
     from skysift.bolide.trails import find_meteor_trails
-    from skysift.io import read_frame
+    from skysift.bolide.trails_pipeline import find_trails_in
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=20, help="Composites.")
@@ -313,12 +313,9 @@ def main() -> None:
         if p is None:
             print(f"{rel}: missing, skipped")
             continue
-        frame = read_frame(p)
-        data = frame.data if frame.data.ndim == 2 else frame.data.mean(axis=-1)
-        with warnings.catch_warnings():
+        with warnings.catch_warnings():  # what `skysift trails FILE` runs (scene mask, rim filter)
             warnings.simplefilter("ignore")
-            kw = {"sky": np.ones(data.shape, bool)} if args.no_mask else {}
-            t = find_meteor_trails(data, **kw)
+            t, _ = find_trails_in(p, None, mask=not args.no_mask)
         entry = {"n_trails": len(t), "meteor": rel in REAL_METEOR}
         if rel in REAL_METEOR:
             entry["on_meteor"] = int(sum(on_line(r, REAL_METEOR[rel], 8.0) for r in t))

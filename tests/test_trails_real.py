@@ -259,3 +259,24 @@ def test_a_failed_calibration_writes_the_table_without_sky_columns(tmp_path, cap
     t = Table.read(out / "empty.trails.ecsv")
     assert len(t) == 0 and "ra1" not in t.colnames and t.meta["mask"] is False
     assert (out / "empty.trails_profile.ecsv").is_file() and (out / "empty.trails.png").is_file()
+
+
+def test_trails_along_the_lens_rim_are_dropped_radial_ones_kept():
+    """A line tangent to the rim of a fisheye circle is a vignetting artefact; a radial one is kept."""
+    from astropy.table import Table
+
+    from skysift.bolide.trails_pipeline import drop_rim_tangents
+
+    circle = (500.0, 500.0, 400.0)
+    t = Table(
+        {
+            "id": [1, 2, 3],
+            # tangent near the top rim; radial near the right rim; tangent but well inside
+            "x1": [420.0, 850.0, 400.0], "y1": [130.0, 500.0, 300.0],
+            "x2": [580.0, 890.0, 600.0], "y2": [130.0, 505.0, 300.0],
+        }
+    )  # fmt: skip
+    p = Table({"id": [1, 1, 2, 3], "s": [0.0, 2.0, 0.0, 0.0]})
+    t2, p2 = drop_rim_tangents(t, p, circle)
+    assert list(t2["x1"]) == [850.0, 400.0] and list(t2["id"]) == [1, 2]
+    assert list(p2["id"]) == [1, 2] and t2.meta["rim_trails_dropped"] == 1

@@ -64,6 +64,65 @@ def add_sky_coordinates(table: Table, calibration: Any) -> Table:
     return table
 
 
+#: Trails whose ends and middle lie beyond this fraction of the lens circle's
+#: radius and that run along the rim (see :func:`drop_rim_tangents`) are dropped.
+RIM_FRACTION = 0.85
+
+
+def drop_rim_tangents(
+    table: Table, profiles: Table, circle: tuple[float, float, float]
+) -> tuple[Table, Table]:
+    """Drop trails that run along the rim of a fisheye's lens circle.
+
+    Vignetting darkens the last ~15 % of the circle's radius steeply, and the
+    trail filter turns that gradient into lines tangent to the rim (four of
+    the eight false trails on the cloudy CTA frame). A trail is dropped when
+    both its ends and its middle lie beyond :data:`RIM_FRACTION` of the
+    radius and it runs within 60 deg of the tangent there. A meteor in that
+    band (below ~10 deg altitude) usually runs towards the horizon, radially,
+    and is kept.
+
+    Parameters
+    ----------
+    table, profiles : astropy.table.Table
+        Trails (``id``, ``x1``, ``y1``, ``x2``, ``y2``) and their profiles (``id``).
+    circle : (xc, yc, radius)
+        The lens circle, pixels.
+
+    Returns
+    -------
+    (table, profiles)
+        Without the rim trails; ids renumbered from 1 in the same order.
+    """
+    if not len(table):
+        return table, profiles
+    xc, yc, r = circle
+    x1, y1 = np.asarray(table["x1"], float), np.asarray(table["y1"], float)
+    x2, y2 = np.asarray(table["x2"], float), np.asarray(table["y2"], float)
+    xm, ym = (x1 + x2) / 2, (y1 + y2) / 2
+
+    def rho(x, y):
+        return np.hypot(x - xc, y - yc) / r
+
+    far = (rho(x1, y1) > RIM_FRACTION) & (rho(x2, y2) > RIM_FRACTION) & (rho(xm, ym) > RIM_FRACTION)
+    dx, dy = x2 - x1, y2 - y1
+    cos = np.abs(dx * (xm - xc) + dy * (ym - yc)) / np.maximum(
+        np.hypot(dx, dy) * np.hypot(xm - xc, ym - yc), 1e-9
+    )
+    drop = far & (cos < 0.5)
+    if not drop.any():
+        return table, profiles
+    keep_ids = np.asarray(table["id"])[~drop]
+    new_id = {int(old): k + 1 for k, old in enumerate(keep_ids)}
+    table = table[~drop]
+    table["id"] = [new_id[int(i)] for i in table["id"]]
+    table.meta["rim_trails_dropped"] = int(drop.sum())
+    if len(profiles):
+        profiles = profiles[np.isin(np.asarray(profiles["id"]), keep_ids)]
+        profiles["id"] = [new_id[int(i)] for i in profiles["id"]]
+    return table, profiles
+
+
 def find_trails_in(
     path: str | os.PathLike[str],
     out_dir: str | os.PathLike[str] | None = None,
@@ -125,6 +184,8 @@ def find_trails_in(
     parts = scene_mask(data) if mask else None
     sky = ~parts.mask if parts is not None else np.ones(data.shape, bool)
     table, profiles = find_trails_and_profiles(data, sky=sky)
+    if parts is not None and parts.circle is not None:
+        table, profiles = drop_rim_tangents(table, profiles, parts.circle)
     name = Path(path).name
     table.meta["file"] = name
     table.meta["mask"] = bool(mask)
