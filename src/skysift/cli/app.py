@@ -11,7 +11,7 @@ import typer
 from tqdm import tqdm
 
 from skysift import __version__
-from skysift.batch import BatchSummary
+from skysift.batch import BatchSummary, run_batch
 from skysift.cli.config import (
     Settings,
     apply_utc_offset,
@@ -86,6 +86,31 @@ SchedulerOpt = Annotated[
     str | None,
     typer.Option("--scheduler", help="Address of a running Dask scheduler (tcp://HOST:8786)."),
 ]
+
+
+def batch_command(
+    inputs: list[Path],
+    out_dir: Path,
+    task: str,
+    params: dict,
+    *,
+    workers: int | None,
+    scheduler: str | None,
+    **kwargs: object,
+) -> None:
+    """A command's many-input path: ``run_batch`` then :func:`finish_batch` (exits 5/2 on failures)."""
+    finish_batch(
+        run_batch(
+            inputs,
+            out_dir,
+            task,
+            params,
+            workers=workers,
+            scheduler=scheduler,
+            echo=typer.echo,
+            **kwargs,
+        )  # fmt: skip
+    )
 
 
 def finish_batch(summary: BatchSummary) -> None:

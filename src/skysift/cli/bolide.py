@@ -10,7 +10,6 @@ import numpy as np
 import typer
 from astropy.time import Time
 
-from skysift.batch import run_batch
 from skysift.batch.night import is_batch_of_clips, is_folder_or_glob
 from skysift.bolide.demo import run_demo
 from skysift.bolide.gmn_export import skyfit_ecsv_name, write_skyfit_ecsv
@@ -24,9 +23,9 @@ from skysift.cli.app import (
     TimeOpt,
     WorkersOpt,
     app,
+    batch_command,
     echo_err,
     evaluate_app,
-    finish_batch,
     stage_bar,
     train_app,
 )
@@ -126,17 +125,14 @@ def bolide(
             "pairs": None if pairs is None else str(pairs), "method": method,
             "height_km": height_km, "platepar": None if platepar is None else str(platepar),
         }  # fmt: skip
-        finish_batch(
-            run_batch(
-                videos,
-                ensure_out_dir(out, "bolide"),
-                "bolide",
-                params,
-                workers=workers,
-                scheduler=scheduler,
-                suffixes=CLIP_FILES,
-                echo=typer.echo,
-            )
+        batch_command(
+            videos,
+            ensure_out_dir(out, "bolide"),
+            "bolide",
+            params,
+            workers=workers,
+            scheduler=scheduler,
+            suffixes=CLIP_FILES,
         )
         return
     video = videos[0]
@@ -207,16 +203,13 @@ def trails(
             params["site"] = list(site)
         if time is not None:
             params["time"] = time
-        finish_batch(
-            run_batch(
-                images,
-                ensure_out_dir(out, "trails"),
-                "trails",
-                params,
-                workers=workers,
-                scheduler=scheduler,
-                echo=typer.echo,
-            )
+        batch_command(
+            images,
+            ensure_out_dir(out, "trails"),
+            "trails",
+            params,
+            workers=workers,
+            scheduler=scheduler,
         )
         return
 

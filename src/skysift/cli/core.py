@@ -8,7 +8,6 @@ from typing import Annotated
 
 import typer
 
-from skysift.batch import run_batch
 from skysift.calibration.pipeline import calibrate as run
 from skysift.calibration.pipeline import find_stars
 from skysift.calibration.platepar import platepar_from_calibration, write_platepar
@@ -20,8 +19,8 @@ from skysift.cli.app import (
     TimeOpt,
     WorkersOpt,
     app,
+    batch_command,
     echo_err,
-    finish_batch,
     stage_bar,
 )
 from skysift.errors import InputError
@@ -107,18 +106,11 @@ def stars(
     image = images[0]
     single = len(images) == 1 and not image.is_dir() and not glob.has_magic(str(image))
     if not single or workers is not None or scheduler is not None:
-        out_dir = ensure_out_dir(out, "stars")
         params = {"method": method, "threshold": threshold, "mask": mask, "plot": plot}
-        summary = run_batch(
-            images, out_dir, "stars", params, workers=workers, scheduler=scheduler, echo=typer.echo
-        )
-        for name, error in summary.failed:  # the error names the file when it is the file's
-            echo_err(f"skysift: failed: {error if error.startswith(name) else f'{name}: {error}'}")
-        typer.echo(summary.format())
-        if summary.n_failed:
-            # 2 when every input failed (as for one bad input), 5 when only some did
-            ok = summary.n_done + summary.n_skipped
-            raise typer.Exit(5 if ok else 2)
+        batch_command(
+            images, ensure_out_dir(out, "stars"), "stars", params,
+            workers=workers, scheduler=scheduler,
+        )  # fmt: skip
         return
     with stage_bar() as progress:  # stages only: a large DSLR frame takes minutes
         progress("read", 0.0)
@@ -219,16 +211,13 @@ def calibrate(
             "pairs": None if pairs is None else str(pairs), "mode": mode, "fov": fov,
             "plot": plot, "ra_deg": ra, "dec_deg": dec, "radius_deg": radius,
         }  # fmt: skip
-        finish_batch(
-            run_batch(
-                images,
-                ensure_out_dir(out, "calibrate"),
-                "calibrate",
-                params,
-                workers=workers,
-                scheduler=scheduler,
-                echo=typer.echo,
-            )
+        batch_command(
+            images,
+            ensure_out_dir(out, "calibrate"),
+            "calibrate",
+            params,
+            workers=workers,
+            scheduler=scheduler,
         )
         return
     with stage_bar() as progress:

@@ -8,8 +8,7 @@ from typing import Annotated
 
 import typer
 
-from skysift.batch import run_batch
-from skysift.cli.app import OutOpt, SchedulerOpt, WorkersOpt, app, finish_batch
+from skysift.cli.app import OutOpt, SchedulerOpt, WorkersOpt, app, batch_command
 from skysift.dso.pipeline import run_dso
 from skysift.outputs import ensure_out_dir
 
@@ -57,16 +56,13 @@ def dso(
         params = {
             "fov": fov, "ra": ra, "dec": dec, "radius": radius, "pixel_aspect": pixel_aspect,
         }  # fmt: skip
-        finish_batch(
-            run_batch(
-                images,
-                out_dir,
-                "dso",
-                params,
-                workers=workers,
-                scheduler=scheduler,
-                echo=typer.echo,
-            )
+        batch_command(
+            images,
+            out_dir,
+            "dso",
+            params,
+            workers=workers,
+            scheduler=scheduler,
         )
         return
     results = run_dso(

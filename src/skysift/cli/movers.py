@@ -7,15 +7,14 @@ from typing import Annotated
 
 import typer
 
-from skysift.batch import run_batch
 from skysift.batch.runner import frame_folder
 from skysift.cli.app import (
     OutOpt,
     SchedulerOpt,
     WorkersOpt,
     app,
+    batch_command,
     evaluate_app,
-    finish_batch,
     train_app,
 )
 from skysift.io.readers import FITS_SUFFIXES
@@ -71,8 +70,9 @@ def movers(
 ) -> None:
     """Find fast movers (asteroids, NEOs, debris): movers.ecsv, overlays and an ADES file.
 
-    With --workers or --scheduler each FITS file (folders and quoted globs give
-    theirs) is one sequence, a (T, H, W) cube, and one task on the batch layer:
+    With --workers or --scheduler each sequence is one task on the batch
+    layer: a FITS cube (T, H, W), or a folder of 2-D frames (a folder of
+    cubes, or a quoted glob, gives its cubes):
     one subfolder per sequence and the manifest run.ecsv in --out; a rerun skips
     the sequences already done. Exit code 5 when some inputs failed, 2 when all did.
     """
@@ -83,18 +83,15 @@ def movers(
             "rate_range": None if rate_range is None else list(rate_range),
             "calibrate": calibrate, "stn": stn,
         }  # fmt: skip
-        finish_batch(
-            run_batch(
-                files,
-                out_dir,
-                "movers",
-                params,
-                workers=workers,
-                scheduler=scheduler,
-                suffixes=CUBE_FILES,
-                keep_folders=frame_folder,  # a folder of 2-D frames is one input
-                echo=typer.echo,
-            )
+        batch_command(
+            files,
+            out_dir,
+            "movers",
+            params,
+            workers=workers,
+            scheduler=scheduler,
+            suffixes=CUBE_FILES,
+            keep_folders=frame_folder,  # a folder of 2-D frames is one input
         )
         return
     result = run_movers(

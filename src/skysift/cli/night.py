@@ -12,7 +12,7 @@ from skysift.cli.app import OutOpt, SchedulerOpt, SiteOpt, WorkersOpt, app, echo
 from skysift.errors import InputError
 from skysift.outputs import ensure_out_dir
 
-__all__ = ["SchedulerOpt", "WorkersOpt", "finish_batch", "night"]
+__all__ = ["night"]
 
 
 @app.command()

@@ -8,15 +8,14 @@ from typing import Annotated
 import numpy as np
 import typer
 
-from skysift.batch import run_batch
 from skysift.batch.runner import frame_folder
 from skysift.cli.app import (
     OutOpt,
     SchedulerOpt,
     WorkersOpt,
     app,
+    batch_command,
     evaluate_app,
-    finish_batch,
     train_app,
 )
 from skysift.io.readers import FITS_SUFFIXES
@@ -61,9 +60,9 @@ def stamps(
 ) -> None:
     """Classify stamps as SSO, star, galaxy or cosmic ray: stamps.ecsv and contact sheets.
 
-    With --workers or --scheduler each FITS file (folders and quoted globs give
-    theirs) is one cube of stamps (or, with --dithers, one cube of dither
-    frames) and one task on the batch layer: one subfolder per cube and the
+    With --workers or --scheduler each cube of stamps (or, with --dithers, of
+    dither frames), or folder of 2-D stamps, is one task on the batch layer (a
+    folder of cubes, or a quoted glob, gives its cubes): one subfolder per cube and the
     manifest run.ecsv in --out; a rerun skips the cubes already done. Exit code
     5 when some inputs failed, 2 when all did.
     """
@@ -73,18 +72,15 @@ def stamps(
             "dithers": dithers, "interval": interval, "pixel_scale": pixel_scale,
             "weights": None if weights is None else str(weights), "nan": nan,
         }  # fmt: skip
-        finish_batch(
-            run_batch(
-                inputs,
-                out_dir,
-                "stamps",
-                params,
-                workers=workers,
-                scheduler=scheduler,
-                suffixes=CUBE_FILES,
-                keep_folders=frame_folder,  # a folder of 2-D frames is one input
-                echo=typer.echo,
-            )
+        batch_command(
+            inputs,
+            out_dir,
+            "stamps",
+            params,
+            workers=workers,
+            scheduler=scheduler,
+            suffixes=CUBE_FILES,
+            keep_folders=frame_folder,  # a folder of 2-D frames is one input
         )
         return
     # the classifier needs torch (the learn extra): imported on use
