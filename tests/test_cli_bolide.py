@@ -90,3 +90,17 @@ def test_trails_command_on_a_false_trigger(data_dir, tmp_path, capsys):
     assert "0 trail(s)" in capsys.readouterr().out
     assert len(Table.read(out / "Bug-20191028.trails.ecsv")) == 0
     assert (out / "Bug-20191028.trails.png").is_file()
+
+
+def test_skyfit_export_of_an_uncalibrated_clip_warns_and_writes_the_rest(tmp_path, capsys):
+    """--skyfit without a site and time: one warning line, no SkyFit2 file, exit 0 with the light curve."""
+    cube, _ = _clip()
+    path = tmp_path / "clip.fits"
+    fits.PrimaryHDU(cube).writeto(path)
+    out = tmp_path / "out"
+    code = main(["bolide", str(path), "--fps", "25", "--method", "classical", "--skyfit",
+                 "--out", str(out)])  # fmt: skip
+    assert code == 0
+    err = capsys.readouterr().err
+    assert "skysift: warning: no SkyFit2 ECSV written" in err
+    assert (out / "lightcurve.ecsv").is_file() and not list(out.glob("*_skysift.ecsv"))

@@ -403,3 +403,20 @@ def test_cloudy_frames_raise(path, site, time):
     stars, _, _ = _detect(img)
     with pytest.raises(NotEnoughStarsError, match="not enough stars to calibrate"):
         solve_fisheye(stars, site, Time(time), img.shape, image=img)
+
+
+def test_similarity_fit_under_each_projection_and_a_bad_one():
+    """The closed-form start recovers an equisolid camera exactly; an unknown projection is refused."""
+    from skysift.calibration.fisheye import fisheye_from_similarity
+
+    truth = FisheyeModel(
+        700.0, 520.0, 40.0, (420.0,), parity=-1, shape=SHAPE, projection="equisolid"
+    )
+    alt = np.array([80.0, 60.0, 45.0, 30.0, 20.0, 70.0])
+    az = np.array([10.0, 100.0, 200.0, 300.0, 45.0, 250.0])
+    x, y = truth.altaz_to_pixel(alt, az)
+    m, rms = fisheye_from_similarity(x, y, alt, az, shape=SHAPE, projection="equisolid")
+    assert rms < 1e-6 and m.parity == -1 and m.projection == "equisolid"
+    assert abs(m.x0 - 700.0) < 1e-6 and abs(m.radial[0] - 420.0) < 1e-6
+    with pytest.raises(InputError, match="projection must be one of"):
+        fisheye_from_similarity(x, y, alt, az, projection="gnomonic")

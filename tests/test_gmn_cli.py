@@ -71,3 +71,21 @@ def test_bolide_on_meteor5_exports_skyfit_and_reuses_a_platepar(tmp_path, capsys
     sep = np.hypot((np.asarray(a["ra"]) - np.asarray(b["ra"])) * np.cos(np.radians(a["dec"])),
                    np.asarray(a["dec"]) - np.asarray(b["dec"]))  # fmt: skip
     assert np.nanmedian(sep) < 0.2
+
+
+def test_calibrate_platepar_of_a_mirrored_camera_warns_and_keeps_the_calibration(
+    data_dir, tmp_path, capsys
+):
+    """A platepar cannot hold a mirror image: one warning line, the calibration files still written."""
+    from astropy.io import fits
+
+    with fits.open(data_dir / "magic_allsky" / "20180817_0055.fits") as hdul:
+        mirrored = tmp_path / "mirrored.fits"
+        fits.PrimaryHDU(np.fliplr(hdul[0].data), header=hdul[0].header).writeto(mirrored)
+    out = tmp_path / "cal"
+    code = main(["calibrate", str(mirrored), "--site", "28.7619", "-17.8908", "2200",
+                 "--platepar", "--no-plot", "--out", str(out)])  # fmt: skip
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "skysift: warning: no platepar written" in captured.err
+    assert (out / "calibration.json").is_file() and not (out / "platepar_cmn2010.cal").exists()
