@@ -573,19 +573,27 @@ def solve_fisheye(
     for idx in subsets:
         if idx.size < max(4, min_matches):
             continue
+        circle = region[1] if region is not None else None
         if initial is not None:
             candidates = [initial]
         else:
-            circle = region[1] if region is not None else None
             candidates = _blind_hypotheses(
                 det_xy_all[idx], flux_all[idx], cat, (h, w), circle, n_bright
             )
         # The coarse-to-fine schedule from high stars first; if no candidate
         # then matches 3/4 of the detections, the same candidates again with
-        # the whole sky from the start (each schedule rescues cases the
-        # other loses on the stress grid).
-        for from_zenith in (True, False):
-            for cand in candidates:
+        # the whole sky from the start, then the candidates polished on a
+        # finer grid of centre, scale and rotation (each pass rescues cases
+        # the others lose on the stress grid).
+        passes = [(True, candidates), (False, candidates)]
+        if initial is None:
+            passes.append((True, None))
+        for from_zenith, cands in passes:
+            if cands is None:
+                cands = _blind_hypotheses(
+                    det_xy_all[idx], flux_all[idx], cat, (h, w), circle, n_bright, polish=True
+                )
+            for cand in cands:
                 model, i_det, i_cat = refine_fisheye(
                     replace(cand, shape=(h, w)),
                     det_xy_all[idx],
@@ -676,13 +684,15 @@ def _blind_hypotheses(
     n_keep: int = 4,
     n_vote: int = 30,
     projections: tuple[str, ...] = PROJECTIONS,
+    polish: bool = False,
 ) -> list[FisheyeModel]:
     """Starting models from a Hough vote of bright detections on bright stars.
 
     The vote runs once per standard projection (``g(z)`` of
     :mod:`skysift.calibration.fisheye`); the hypotheses of all projections
     are scored together by a direct match count, and the best ``n_keep``
-    (plus the best of each projection not among them) are returned.
+    (plus the best of each projection not among them) are returned; with
+    ``polish``, those of them that :func:`_polish_centre` moves, polished.
     """
     h, w = shape
     if circle is not None:
@@ -758,4 +768,50 @@ def _blind_hypotheses(
     for proj in projections:  # the best hypothesis of every projection gets its chance
         if not any(m.projection == proj for m in best):
             best.extend([m for _, m in scored if m.projection == proj][:1])
+    if not polish:
+        return best
+    polished = [_polish_centre(m, half, calt[sel2], caz[sel2], step) for m in best]
+    # only those the polish moved: the others were refined already
+    return [
+        p
+        for p, m in zip(polished, best, strict=True)
+        if np.hypot(p.x0 - m.x0, p.y0 - m.y0) > 0.2 * step
+        or abs(p.radial[0] - m.radial[0]) > 0.01 * m.radial[0]
+    ]
+
+
+def _polish_centre(
+    model: FisheyeModel,
+    det_xy: np.ndarray,
+    cat_alt: np.ndarray,
+    cat_az: np.ndarray,
+    step: float,
+) -> FisheyeModel:
+    """The hypothesis moved on small grids of centre, scale and rotation to match most stars.
+
+    The vote's centre grid is ``step`` pixels coarse and the refinement
+    converges only from about 10 px; a tilted axis or an unmodelled radial
+    term can leave the similarity refit 15-30 px and a few per cent off.
+    Coordinate search, scored by the matches within 2 % of the horizon
+    radius: a 5 x 5 grid of centres spanning ±``step``, then scales of ±4 %
+    and rotations of ±3 deg; twice, the second time at half the spacing.
+    """
+    radius = 0.02 * model.horizon_radius
+    best, n_best = model, len(match_stars(model, det_xy, cat_alt, cat_az, radius)[0])
+    for frac in (1.0, 0.5):
+        base = best
+        for dx in np.arange(-2, 3) * 0.5 * step * frac:
+            for dy in np.arange(-2, 3) * 0.5 * step * frac:
+                m = replace(base, x0=base.x0 + dx, y0=base.y0 + dy)
+                n = len(match_stars(m, det_xy, cat_alt, cat_az, radius)[0])
+                if n > n_best:
+                    best, n_best = m, n
+        base = best
+        for ds in np.array([-0.04, -0.02, 0.0, 0.02, 0.04]) * frac:
+            for dr in np.array([-3.0, -1.5, 0.0, 1.5, 3.0]) * frac:
+                radial = (base.radial[0] * (1.0 + ds), *base.radial[1:])
+                m = replace(base, radial=radial, rotation=base.rotation + dr)
+                n = len(match_stars(m, det_xy, cat_alt, cat_az, radius)[0])
+                if n > n_best:
+                    best, n_best = m, n
     return best
