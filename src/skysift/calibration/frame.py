@@ -155,8 +155,9 @@ class CalibrationResult:
         -------
         dict
             ``airmass``, ``radius`` (normalised distance from the optical
-            centre, as in the fit) and ``color`` (0: the source's colour is
-            unknown), for the terms the fit has.
+            centre, as in the fit) and ``color`` (NaN: the source's colour is
+            unknown, so the colour term takes the median colour of the
+            calibration stars), for the terms the fit has.
 
         Raises
         ------
@@ -171,7 +172,7 @@ class CalibrationResult:
         if "radial" in zp.terms:
             kw["radius"] = self.radius_norm(x, y)
         if "color" in zp.terms:
-            kw["color"] = np.zeros(len(x))
+            kw["color"] = np.full(len(x), np.nan)
         return kw
 
     def magnitude(
@@ -183,6 +184,7 @@ class CalibrationResult:
         airmass: Any = None,
         flux_err: Any = None,
         exposure: float | None = None,
+        color: Any = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Calibrated magnitudes of fluxes measured at pixels (x, y).
 
@@ -199,6 +201,10 @@ class CalibrationResult:
         exposure : float, optional
             Seconds; defaults to the frame's exposure (counts per second are
             what the zero point was fitted to when the frame had one).
+        color : array_like, shape (N,), optional
+            Colour index of the sources (the catalogue's, e.g. B - V), for a
+            zero point with a colour term; default (or NaN): unknown, the
+            median colour of the calibration stars.
 
         Returns
         -------
@@ -216,8 +222,12 @@ class CalibrationResult:
         err = np.full(flux.shape, np.nan) if flux_err is None else np.asarray(flux_err, float)
         exposure = self.frame.exposure if exposure is None else exposure
         inst, inst_err = instrumental_magnitude(flux, err, exposure=exposure)
-        mag = np.asarray(zp.predict(inst, **self.zero_point_terms(x, y, airmass)), float)
-        return mag, np.hypot(inst_err, zp.zero_point_err)
+        kw = self.zero_point_terms(x, y, airmass)
+        if color is not None and "color" in kw:
+            kw["color"] = np.broadcast_to(np.asarray(color, float), flux.shape)
+        mag = np.asarray(zp.predict(inst, **kw), float)
+        slope = 1.0 + (zp.linearity if "linearity" in zp.terms else 0.0)
+        return mag, np.hypot(slope * inst_err, zp.zero_point_err)
 
     def _zero_point(self) -> ZeroPointFit:
         if self.zero_point is None:

@@ -133,7 +133,11 @@ def zero_point_cards(result: CalibrationResult) -> list[tuple[str, Any, str]]:
     -------
     list of (keyword, value, comment)
         ``MAGZP``, ``MAGZPERR``, ``MAGZPEXT`` (0 when not fitted),
-        ``MAGZPN`` (stars used), ``MAGZPRMS``, ``MAGZPBND``, ``MAGZPUNT``.
+        ``MAGZPN`` (stars used), ``MAGZPRMS``, ``MAGZPBND``, ``MAGZPUNT``;
+        for the terms fitted, their coefficients and 1-sigma errors
+        (``MAGZPEXE``; ``MAGZPCOL``/``MAGZPCOE``/``MAGZPCRF`` for colour;
+        ``MAGZPLIN``/``MAGZPLIE``/``MAGZPLRF`` for non-linearity), the
+        selection (``MAGZPSEL``) and the completeness limit (``MAGZPLIM``).
     """
     zp = result.zero_point
     if zp is None:
@@ -153,6 +157,36 @@ def zero_point_cards(result: CalibrationResult) -> list[tuple[str, Any, str]]:
         ("MAGZPBND", str(result.photometric_band), "catalogue band of the zero point"),
         ("MAGZPUNT", unit, "flux unit of MAGZP"),
     ]
+    # the terms chosen by the model selection (calibration.photometric), each with its error
+    if "extinction" in zp.terms:
+        cards.append(
+            ("MAGZPEXE", round(float(zp.extinction_k_err), 5), "[mag/airmass] 1-sigma error of k")
+        )
+    if "color" in zp.terms:
+        cards += [
+            (
+                "MAGZPCOL",
+                round(float(zp.color_coeff), 5),
+                "[mag/mag] colour term c: m += c (B-V - ref)",
+            ),
+            ("MAGZPCOE", round(float(zp.color_coeff_err), 5), "[mag/mag] 1-sigma error of c"),
+            ("MAGZPCRF", round(float(zp.color_ref), 4), "[mag] reference colour (B-V) of c"),
+        ]
+    if "linearity" in zp.terms:
+        cards += [
+            ("MAGZPLIN", round(float(zp.linearity), 5), "non-linearity s: m += s (m_inst - ref)"),
+            ("MAGZPLIE", round(float(zp.linearity_err), 5), "1-sigma error of s"),
+            ("MAGZPLRF", round(float(zp.linearity_ref), 4), "[mag] reference m_inst of s"),
+        ]
+    if zp.criterion != "none":
+        terms = "+".join(t for t in zp.terms if t != "zero_point") or "constant"
+        cards.append(
+            ("MAGZPSEL", f"{zp.criterion}: {terms}"[:68], "terms chosen by this criterion")
+        )
+    if np.isfinite(zp.mag_limit):
+        cards.append(
+            ("MAGZPLIM", round(float(zp.mag_limit), 3), "[mag] faintest star above completeness")
+        )
     return cards
 
 
