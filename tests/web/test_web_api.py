@@ -36,7 +36,7 @@ def test_index_and_static_assets_are_served_from_the_package(client):
 
 def test_info_and_samples(client):
     info = client.get("/api/info").json()
-    assert info["kinds"] == ["bolide", "calibrate", "streaks"]
+    assert info["kinds"] == ["bolide", "calibrate", "dso", "streaks"]
     assert ".fits" in info["accepted"] and ".mp4" in info["accepted"]
     samples = {s["name"]: s for s in client.get("/api/samples").json()}
     assert samples["magic-allsky"]["available"] and samples["magic-allsky"]["kind"] == "calibrate"

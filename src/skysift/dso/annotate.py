@@ -124,6 +124,10 @@ def render_annotated(
 ) -> Path:
     """Write the annotated PNG.
 
+    Every catalogue object is drawn at its real size, its catalogue ellipse
+    clipped to the frame (an object larger than the frame shows as arcs, its
+    centre marked with a cross and labelled there when in the frame).
+
     Parameters
     ----------
     image : ndarray, shape (H, W) or (H, W, 3)
@@ -205,7 +209,12 @@ def render_annotated(
         labels.append((text, color))
         xs.append(float(row["x"]))
         ys.append(float(row["y"]))
-        rs.append(0.5 * max(a, b) if not is_star else 12.0)
+        r_lab = 0.5 * max(a, b) if not is_star else 12.0
+        if r_lab > 0.25 * min(h, w):  # larger than the frame: label at its marked centre
+            ax.plot([float(row["x"])], [float(row["y"])], marker="+", ms=2.0 * fontsize,
+                    mew=1.2, color=color)  # fmt: skip
+            r_lab = 12.0
+        rs.append(r_lab)
     widths = np.array([(0.68 * fontsize * len(t) + 4) * img_px_per_pt for t, _ in labels])
     height = 1.5 * fontsize * img_px_per_pt
     reserved = []

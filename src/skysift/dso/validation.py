@@ -13,6 +13,15 @@ object at all), and
    sigma_sum`` (the *injected SNR*), adds it and measures again;
 3. compares the verdict with the verdict of the injected SNR.
 
+A fraction of the trials (``large_fraction``) inject objects **larger than
+the cut**: half-light radius 0.35-0.8 times the cut's side, so that the
+catalogue ellipse (semi-major axis ``2 r_e``) reaches past the frame and
+its annulus lies outside it; these are measured over the frame's sky floor
+(:func:`skysift.dso.visibility.frame_floor`), like the Rosette Nebula in a
+Seestar frame. A smooth glow larger than the frame cannot be told from the
+sky: only the object's light above its own faintest level in the cut is
+measurable, and the injected SNR of these trials is that part's.
+
 The mean surface brightness inside the ellipse is given relative to the
 background noise: ``sb_rel = -2.5 log10(mean excess per pixel / sigma_pix)``
 mag (0 = one sigma per pixel; fainter objects have larger values), as the
@@ -23,6 +32,7 @@ from __future__ import annotations
 
 import numpy as np
 from astropy.table import Table
+from scipy import ndimage
 
 from skysift.dso.visibility import (
     SNR_MARGINAL,
@@ -35,7 +45,7 @@ from skysift.dso.visibility import (
 from skysift.errors import InputError
 from skysift.simulation.sources import render_sersic
 
-__all__ = ["inject_and_measure", "summarise_injections"]
+__all__ = ["inject_and_measure", "summarise_injections", "nebula_texture"]
 
 
 def _rng(rng):
@@ -50,6 +60,8 @@ def inject_and_measure(
     snr_range: tuple[float, float] = (0.5, 40.0),
     r_e_range: tuple[float, float] = (3.0, 14.0),
     absent_fraction: float = 0.2,
+    large_fraction: float = 0.0,
+    large_backgrounds: list[int] | None = None,
     rng: np.random.Generator | int | None = None,
 ) -> Table:
     """Inject Sérsic objects of known SNR into real backgrounds and measure them.
@@ -69,6 +81,16 @@ def inject_and_measure(
         Half-light radius drawn uniformly, pixels. Default (3, 14).
     absent_fraction : float, optional
         Fraction of trials with nothing injected (injected SNR 0). Default 0.2.
+    large_fraction : float, optional
+        Fraction of trials with an object larger than the cut (half-light
+        radius 0.35-0.8 ``size``, Sérsic n 0.5 or 1, centre anywhere in the
+        cut), half of them a structured nebula instead (:func:`nebula_texture`;
+        ``n`` = 0 in the table). Default 0.
+    large_backgrounds : list of int, optional
+        Indices of the ``backgrounds`` used for the larger-than-the-cut
+        trials (default: all): backgrounds inside a large nebula of their own
+        (a Seestar frame of the Rosette) hold a real frame-filling object,
+        so an "empty" large trial there is not empty.
     rng : numpy.random.Generator, int or None
 
     Returns
@@ -80,12 +102,13 @@ def inject_and_measure(
         to 1 sigma per pixel; NaN when absent), ``measured_snr``,
         ``err_before``, ``err_after`` (noise of the sum before and after
         injection),
-        ``true_verdict``, ``verdict``.
+        ``true_verdict``, ``verdict``, ``large`` (object larger than the cut).
 
     Raises
     ------
     InputError
-        If no background is big enough or a range is invalid.
+        If no background is big enough, a range is invalid or a fraction is
+        outside [0, 1].
     """
 
     gen = _rng(rng)
@@ -98,18 +121,37 @@ def inject_and_measure(
             f"snr_range and r_e_range must be increasing and positive, got {snr_range}, {r_e_range}"
         )
         raise InputError(msg)
+    for name, frac in (("absent_fraction", absent_fraction), ("large_fraction", large_fraction)):
+        if not 0.0 <= frac <= 1.0:
+            msg = f"{name} must be in [0, 1], got {frac}"
+            raise InputError(msg)
     rows = []
+    usable = [i for i, b in enumerate(backgrounds) if min(np.shape(b)) >= size]
+    large_pool = [usable.index(i) for i in (large_backgrounds or usable) if i in usable]
+    if large_fraction > 0 and not large_pool:
+        msg = f"large_backgrounds {large_backgrounds} names no background of at least {size} px"
+        raise InputError(msg)
     for _ in range(int(n_trials)):
-        k = int(gen.integers(len(bgs)))
+        # no extra draw without large trials: the same seed gives the same small trials
+        large = large_fraction > 0 and bool(gen.random() < large_fraction)
+        k = int(gen.choice(large_pool)) if large else int(gen.integers(len(bgs)))
         img = bgs[k]
         y0 = int(gen.integers(0, img.shape[0] - size + 1))
         x0 = int(gen.integers(0, img.shape[1] - size + 1))
         cut = np.array(img[y0 : y0 + size, x0 : x0 + size], dtype=np.float32)
-        r_e = float(gen.uniform(*r_e_range))
-        n = float(gen.choice([0.5, 1.0, 2.0]))
+        nebula = large and bool(gen.random() < 0.5)
+        if large:
+            r_e = float(gen.uniform(0.35, 0.8) * size)
+            n = 0.0 if nebula else float(gen.choice([0.5, 1.0]))
+        else:
+            r_e = float(gen.uniform(*r_e_range))
+            n = float(gen.choice([0.5, 1.0, 2.0]))
         ell = float(gen.uniform(0.0, 0.5))
         pa = float(gen.uniform(0, 180))
-        cx, cy = (size - 1) / 2 + gen.uniform(-10, 10, 2)
+        if large:
+            cx, cy = gen.uniform(0.2, 0.8, 2) * (size - 1)
+        else:
+            cx, cy = (size - 1) / 2 + gen.uniform(-10, 10, 2)
         a, b = 2 * r_e, 2 * (1 - ell) * r_e
         obj = Table({"x": [cx], "y": [cy], "major_px": [2 * a], "minor_px": [2 * b],
                      "theta_deg": [pa], "type": ["G"]})  # fmt: skip
@@ -119,14 +161,19 @@ def inject_and_measure(
         snr_true = 0.0 if absent else float(np.exp(gen.uniform(*np.log(snr_range))))
         sb_rel = np.nan
         if not absent:
-            prof = render_sersic((size, size), cx, cy, 1.0, n, r_e, ellipticity=ell, pa=pa,
-                                 oversample=3, backend="numpy", psf=2.0)  # fmt: skip
+            if nebula:
+                prof = nebula_texture((size, size), gen)
+            else:
+                prof = render_sersic((size, size), cx, cy, 1.0, n, r_e, ellipticity=ell, pa=pa,
+                                     oversample=3, backend="numpy", psf=2.0)  # fmt: skip
             yy, xx = np.mgrid[0:size, 0:size]
             t = np.radians(pa)
             u = (xx - cx) * np.cos(t) + (yy - cy) * np.sin(t)
             v = -(xx - cx) * np.sin(t) + (yy - cy) * np.cos(t)
             inside = (u / max(a, 3.0)) ** 2 + (v / max(b, 3.0)) ** 2 <= 1
-            f_in = float(prof[inside].sum())
+            # larger than the cut: only the light above a plane through its faintest parts
+            # can be told from a sky with a gradient; that part is what is injected
+            f_in = float((prof - (_lower_plane(prof) if large else 0.0))[inside].sum())
             amp = snr_true * err0 / f_in
             cut = cut + (amp * prof).astype(np.float32)
             mean_pix = amp * f_in / inside.sum()
@@ -135,10 +182,56 @@ def inject_and_measure(
         after = measure_visibility(cut, obj)
         snr_meas = float(after["snr"][0])
         rows.append((k, x0, y0, cx, cy, r_e, n, ell, snr_true, sb_rel, snr_meas, err0,
-                     float(after["excess_err"][0]), verdict(snr_true), verdict(snr_meas)))  # fmt: skip
+                     float(after["excess_err"][0]), verdict(snr_true), verdict(snr_meas),
+                     large))  # fmt: skip
     names = ("background", "x0", "y0", "x", "y", "r_e", "n", "ellipticity", "injected_snr",
-             "sb_rel", "measured_snr", "err_before", "err_after", "true_verdict", "verdict")  # fmt: skip
+             "sb_rel", "measured_snr", "err_before", "err_after", "true_verdict", "verdict",
+             "large")  # fmt: skip
     return Table(rows=rows, names=names)
+
+
+def nebula_texture(
+    shape: tuple[int, int], rng: np.random.Generator | int | None = None, *, scale: float = 0.08
+) -> np.ndarray:
+    """A structured, frame-filling emission nebula: wisps and dark lanes, positive everywhere.
+
+    ``exp(g)`` of a Gaussian random field ``g`` smoothed with a Gaussian of
+    ``scale`` times the shorter side (unit variance before the exponential):
+    a log-normal texture, like the mottled H-alpha emission of the Rosette
+    across a Seestar frame.
+
+    Parameters
+    ----------
+    shape : (int, int)
+        ``(H, W)``, pixels.
+    rng : numpy.random.Generator, int or None
+    scale : float, optional
+        Smoothing, fraction of the shorter side. Default 0.08.
+
+    Returns
+    -------
+    ndarray, shape (H, W), float64, normalised to sum 1
+    """
+    g = ndimage.gaussian_filter(_rng(rng).normal(0.0, 1.0, shape), scale * min(shape))
+    g /= max(float(g.std()), 1e-12)
+    tex = np.exp(g)
+    return tex / tex.sum()
+
+
+def _lower_plane(prof: np.ndarray) -> np.ndarray:
+    """The plane through the faintest 20 % of a noise-free profile (its part a sky could be)."""
+    h, w = prof.shape
+    yy, xx = np.mgrid[0:h:4, 0:w:4]
+    v = prof[::4, ::4].ravel().astype(float)
+    design = np.column_stack([np.ones(v.size), xx.ravel(), yy.ravel()])
+    low = np.ones(v.size, bool)
+    for _ in range(8):
+        coef, *_ = np.linalg.lstsq(design[low], v[low], rcond=None)
+        r = v - design @ coef
+        low = r <= np.quantile(r, 0.2)
+    coef[0] += float(np.mean(r[low]))
+    y, x = np.mgrid[0:h, 0:w]
+    return coef[0] + coef[1] * x + coef[2] * y
 
 
 def _sigma_pix(cut: np.ndarray) -> float:

@@ -13,7 +13,7 @@ POST    /api/uploads?filename=NAME             upload one file (the raw request 
 GET     /api/uploads                           uploaded files, newest first
 GET     /api/uploads/{id}                      one upload (kind, shape, site, time from metadata)
 DELETE  /api/uploads/{id}                      delete an upload (409 while a queued or running job uses it)
-POST    /api/jobs                              start a job (calibrate, bolide, streaks)
+POST    /api/jobs                              start a job (calibrate, bolide, streaks, dso)
 GET     /api/jobs                              every job with state, stage and progress
 GET     /api/jobs/{id}                         one job (poll it for progress)
 DELETE  /api/jobs/{id}                         delete a finished job and its folder
@@ -25,6 +25,7 @@ GET     /api/jobs/{id}/catalog?max_mag=3.5     catalogue stars above the horizon
 POST    /api/jobs/{id}/manual-fit              fit clicked pairs; saved as the job's calibration
 GET     /api/jobs/{id}/lightcurve              a bolide's light curve and overlay frames
 GET     /api/jobs/{id}/streaks                 per image: score, streaks, mask and display image
+GET     /api/jobs/{id}/dso                     deep-sky objects: ellipses, verdicts, PNGs
 ======  =====================================  =====================================================
 
 Errors are ``{"detail": "one line"}`` with a 4xx status (5xx for a bug);
@@ -351,7 +352,7 @@ def create_app(
         height: float = 0.0
 
     class JobIn(BaseModel):
-        kind: Literal["calibrate", "bolide", "streaks"]
+        kind: Literal["calibrate", "bolide", "streaks", "dso"]
         sample: str | None = None
         image: str | None = Field(None, description="upload id of the frame to calibrate")
         video: str | None = Field(None, description="upload id of the video or FITS cube")
@@ -363,6 +364,8 @@ def create_app(
         fov: float | None = Field(None, gt=0, le=360)
         fps: float | None = Field(None, gt=0, le=10000)
         method: str | None = Field(None, max_length=32, description="streak finder")
+        ra: float | None = Field(None, ge=0, lt=360, description="dso: centre hint, deg")
+        dec: float | None = Field(None, ge=-90, le=90, description="dso: centre hint, deg")
 
     def _upload_of(uid: str | None, what: str, kind: str | None = None) -> tuple[str, str]:
         if not uid:
@@ -426,6 +429,13 @@ def create_app(
             else:
                 names = [req.sample]
             params["fps"] = req.fps
+        elif req.kind == "dso":
+            if (req.ra is None) != (req.dec is None):
+                msg = "give both ra and dec of the centre hint, or neither"
+                raise InputError(msg)
+            params["image"], name = _upload_of(req.image, "frame", "image")
+            names = [name]
+            params.update(fov=req.fov, ra=req.ra, dec=req.dec)
         else:
             methods, _ = _streak_methods()
             if req.method is not None and req.method not in methods:
@@ -524,6 +534,14 @@ def create_app(
     @app.get("/api/jobs/{job_id}/streaks")
     def streak_results(job_id: str) -> list[dict[str, Any]]:
         return views.streaks_view(_kind(job_id, "streaks")[1])
+
+    @app.get("/api/jobs/{job_id}/dso")
+    def dso_results(job_id: str) -> dict[str, Any]:
+        # the web extra's DSO page: imported on use, like views
+        from skysift.web.dso import dso_view
+
+        job, folder = _kind(job_id, "dso")
+        return dso_view(job, folder)
 
     return app
 

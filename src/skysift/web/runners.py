@@ -14,6 +14,8 @@ Folder layouts:
 * ``bolide``: ``out/`` (the files of :func:`skysift.bolide.pipeline.run_bolide`).
 * ``streaks``: ``streaks/`` (the files of
   :func:`skysift.streaks.pipeline.run_streaks`) and ``streaks/display/STEM.png``.
+* ``dso``: ``dso/`` (the files of :func:`skysift.dso.pipeline.run_dso`) and
+  ``dso/display.png`` (:mod:`skysift.web.dso`).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from skysift.outputs.files import atomic_path, write_json
 from skysift.outputs.plots import display_stretch
 from skysift.simulation.generate import write_samples
 from skysift.streaks.pipeline import run_streaks
+from skysift.web.dso import run_dso_job
 
 __all__ = [
     "RUNNERS",
@@ -285,4 +288,5 @@ def run_streaks_job(job: dict[str, Any], folder: Path, progress: Progress) -> di
 
 
 #: Job kind -> runner.
-RUNNERS = {"calibrate": run_calibrate, "bolide": run_bolide_job, "streaks": run_streaks_job}
+RUNNERS = {"calibrate": run_calibrate, "bolide": run_bolide_job, "streaks": run_streaks_job,
+           "dso": run_dso_job}  # fmt: skip

@@ -72,7 +72,7 @@ async function viewStart() {
   main.append(el("h1", {}, "New analysis"));
   const form = el("div", { class: "panel", id: "start-form" });
   main.append(form);
-  const kinds = [["calibrate", "Calibrate a frame"], ["bolide", "Bolide in a video"], ["streaks", "Streaks in images"]];
+  const kinds = [["calibrate", "Calibrate a frame"], ["bolide", "Bolide in a video"], ["streaks", "Streaks in images"], ["dso", "Deep-sky objects in an image"]];
   const kindRow = el("div", { class: "row kinds" }, kinds.map(([k, label]) =>
     el("label", {}, el("input", { type: "radio", name: "kind", value: k, checked: k === state.kind,
       onchange: () => { state.kind = k; drawInputs(); } }), label)));
@@ -163,6 +163,11 @@ async function viewStart() {
       inputs.append(fileField("video", "video (mp4/avi/mkv/mov) or FITS cube", "video"),
         fileField("calibration", "calibration frame (optional)", "image"));
       opts.append(el("label", {}, "frame rate (optional)"), el("input", { type: "number", id: "fps", step: "any", min: 0 }));
+    } else if (state.kind === "dso") {
+      inputs.append(fileField("image", "image (JPEG/PNG/TIFF/FITS)", "image"));
+      opts.append(el("label", {}, "hints (optional): width °"), el("input", { type: "number", id: "dso-fov", step: "any", min: 0 }),
+        el("label", {}, "RA °"), el("input", { type: "number", id: "dso-ra", step: "any", min: 0, max: 360 }),
+        el("label", {}, "Dec °"), el("input", { type: "number", id: "dso-dec", step: "any", min: -90, max: 90 }));
     } else {
       inputs.append(fileField("images", "images", "image", true));
       opts.append(el("label", {}, "streak finder"), el("select", { id: "method" },
@@ -179,6 +184,10 @@ async function viewStart() {
       if (state.kind === "calibrate") req.image = ids("image")[0];
       if (state.kind === "bolide") { req.video = ids("video")[0]; req.calibration = ids("calibration")[0] || null; }
       if (state.kind === "streaks") req.images = ids("images");
+      if (state.kind === "dso") req.image = ids("image")[0];
+    }
+    for (const [id, key] of [["dso-fov", "fov"], ["dso-ra", "ra"], ["dso-dec", "dec"]]) {
+      const f = document.getElementById(id); if (f && f.value !== "") req[key] = +f.value;
     }
     if (lat.value !== "" && lon.value !== "") req.site = { lat: +lat.value, lon: +lon.value, height: +(height.value || 0) };
     else if (lat.value !== "" || lon.value !== "") { msg.textContent = "give both latitude and longitude, or neither"; return; }
@@ -251,6 +260,7 @@ async function viewJob(id) {
   }
   if (job.kind === "calibrate") await drawCalibration(job, body);
   else if (job.kind === "bolide") await drawBolide(job, body);
+  else if (job.kind === "dso") await drawDso(job, body);
   else await drawStreaks(job, body);
 }
 
