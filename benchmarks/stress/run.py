@@ -40,7 +40,7 @@ import evaluate  # noqa: E402
 import render  # noqa: E402
 
 REAL = HERE.parents[1].parent / "shared" / "data" / "real"
-METHODS = ("classical", "unet", "hybrid")
+METHODS = ("classical", "unet", "hybrid", "matched")
 LA_PALMA = (28.7619, -17.8908, 2200.0)
 UMD = (39.0021, -76.956, 50.0)
 

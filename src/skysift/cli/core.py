@@ -69,7 +69,8 @@ def stars(
     method: Annotated[
         str,
         typer.Option(
-            help="Star finder: classical, unet (learned) or hybrid (U-Net + matched filter)."
+            help="Star finder: classical, matched (matched filter with local background and noise:"
+            " complete under glows), unet (learned) or hybrid (U-Net + matched filter)."
         ),
     ] = "classical",
     threshold: Annotated[

@@ -359,6 +359,7 @@ STAR_FINDERS: dict[str, Callable[..., Callable[..., Table]] | str] = {
     "classical": ClassicalStarFinder,
     "unet": "skysift.stars.learned:make_unet_finder",
     "hybrid": "skysift.stars.hybrid:make_hybrid_finder",
+    "matched": "skysift.detection.matched:make_matched_finder",
 }
 
 
