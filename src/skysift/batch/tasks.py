@@ -361,7 +361,8 @@ def dso_task(
     params : mapping
         ``fov`` (horizontal field of view hint, degrees), ``ra``, ``dec`` (field
         centre hint, degrees), ``radius`` (search radius, degrees, default 5),
-        ``pixel_aspect`` (w/h of a resampled image), as for
+        ``pixel_aspect`` (w/h of a resampled image), ``detector`` (name or
+        path of the learned detector's weights, or None: not run), as for
         :func:`skysift.dso.pipeline.run_dso`; all optional.
 
     Returns
@@ -379,7 +380,7 @@ def dso_task(
     (result,) = run_dso(
         [str(input_path)], out_dir, fov_deg=params.get("fov"), ra_deg=params.get("ra"),
         dec_deg=params.get("dec"), radius_deg=float(params.get("radius", 5.0)),
-        pixel_aspect=params.get("pixel_aspect"),
+        pixel_aspect=params.get("pixel_aspect"), detector=params.get("detector"),
     )  # fmt: skip
     return {k: str(v) for k, v in result.files.items()}
 

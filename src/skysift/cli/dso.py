@@ -8,7 +8,15 @@ from typing import Annotated
 
 import typer
 
-from skysift.cli.app import OutOpt, SchedulerOpt, WorkersOpt, app, batch_command
+from skysift.cli.app import (
+    OutOpt,
+    SchedulerOpt,
+    WorkersOpt,
+    app,
+    batch_command,
+    evaluate_app,
+    train_app,
+)
 from skysift.dso.pipeline import run_dso
 from skysift.outputs import ensure_out_dir
 
@@ -36,6 +44,14 @@ def dso(
         float | None,
         typer.Option("--pixel-aspect", help="Pixel aspect ratio of a resampled image (w/h)."),
     ] = None,
+    detector: Annotated[
+        bool,
+        typer.Option(
+            "--detector/--no-detector",
+            help="Also run the learned detector (experimental: weak per-class F1, see "
+            "docs/dso.md): detector_score, unidentified objects and saliency.png. Needs torch.",
+        ),
+    ] = False,
     workers: WorkersOpt = None,
     scheduler: SchedulerOpt = None,
 ) -> None:
@@ -55,6 +71,7 @@ def dso(
     if not single or workers is not None or scheduler is not None:
         params = {
             "fov": fov, "ra": ra, "dec": dec, "radius": radius, "pixel_aspect": pixel_aspect,
+            "detector": "dso_unet" if detector else None,
         }  # fmt: skip
         batch_command(
             images,
@@ -73,6 +90,7 @@ def dso(
         dec_deg=dec,
         radius_deg=radius,
         pixel_aspect=pixel_aspect,
+        detector="dso_unet" if detector else None,
     )
     for r in results:
         objs = r.objects
@@ -84,4 +102,67 @@ def dso(
             f"{name}: {len(objs)} catalogued objects in the field, "
             f"{len(visible)} visible ({', '.join(visible[:8]) or 'none'})"
         )
+    typer.echo(f"outputs: {out_dir}")
+
+
+@train_app.command("dso")
+def train_dso_cmd(
+    backgrounds: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Real star-field images whose cuts are the composites' backgrounds.",
+            metavar="BACKGROUND",
+        ),
+    ],
+    out: OutOpt = None,
+    minutes: Annotated[float, typer.Option("--minutes", help="Wall-clock budget.")] = 11.0,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of weights and data.")] = 0,
+    lr: Annotated[float, typer.Option("--lr", help="Learning rate.")] = 2e-3,
+    init: Annotated[
+        Path | None, typer.Option("--init", help="Start from these weights (.safetensors).")
+    ] = None,
+) -> None:
+    """Train the learned DSO detector on composites (the shipped weights: 3 runs of 11 min)."""
+    # needs torch (the learn extra): imported on use
+    from skysift.dso.train import backgrounds_from_files, train_dso
+
+    out_dir = ensure_out_dir(out, "train-dso")
+    train_dso(
+        out_dir,
+        backgrounds=backgrounds_from_files([str(p) for p in backgrounds]),
+        minutes=minutes,
+        seed=seed,
+        lr=lr,
+        init=init,
+        sources=[p.name for p in backgrounds],
+        log=typer.echo,
+    )
+    typer.echo(f"weights -> {out_dir}")
+
+
+@evaluate_app.command("dso")
+def evaluate_dso_cmd(
+    backgrounds: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Held-out star-field images (not used in training).", metavar="BACKGROUND"
+        ),
+    ],
+    out: OutOpt = None,
+    n: Annotated[int, typer.Option("--n", help="Composites per background and kind.")] = 300,
+    weights: Annotated[
+        str | None, typer.Option("--weights", help="A .safetensors file (default: shipped).")
+    ] = None,
+    threshold: Annotated[float, typer.Option("--threshold", help="Detection threshold.")] = 0.5,
+) -> None:
+    """Per-class precision, recall and F1 on held-out composites: ours and astropy-made."""
+    # needs torch (the learn extra): imported on use
+    from skysift.dso.evaluate import print_report, run_evaluation, write_evaluation
+
+    out_dir = ensure_out_dir(out, "evaluate-dso")
+    res = run_evaluation(
+        [str(p) for p in backgrounds], n_images=n, weights=weights, threshold=threshold
+    )
+    print_report(res)
+    write_evaluation(res, out_dir)
     typer.echo(f"outputs: {out_dir}")

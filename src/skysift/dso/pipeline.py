@@ -14,6 +14,8 @@ from astropy.table import Table
 
 from skysift.dso.annotate import render_annotated
 from skysift.dso.catalog import OPENNGC_CREDIT, objects_in_field
+from skysift.dso.detector import add_detections, detect_frame, load_detector
+from skysift.dso.saliency import frame_saliency, render_saliency
 from skysift.dso.solve import as_luminance, solve_image, write_wcs_files
 from skysift.dso.visibility import measure_visibility
 from skysift.errors import InputError, NoDetectionsWarning
@@ -63,6 +65,7 @@ def analyse_image(
     radius_deg: float = 5.0,
     pixel_aspect: float | None = None,
     solution: Any = None,
+    detector: Any = None,
 ) -> tuple[Table, Any, dict[str, float], np.ndarray, np.ndarray | None]:
     """Solve one image, list its catalogued objects and judge their visibility.
 
@@ -73,11 +76,19 @@ def analyse_image(
         Hints, as :func:`skysift.dso.solve.solve_image`.
     solution : FieldSolution, optional
         A solution already found (no solve).
+    detector : str, path-like, nn.Module or None, optional
+        The learned DSO detector (:mod:`skysift.dso.detector`): shipped weights
+        by name (``"dso_unet"``), a ``.safetensors`` path, a model, or None
+        (default: not run; experimental, see ``docs/dso.md``). It runs on the
+        frame binned to a long side of at most 256 px.
 
     Returns
     -------
     objects : astropy.table.Table
-        :data:`OUTPUT_COLUMNS`; ``detector_score`` is NaN (no learned detector yet).
+        :data:`OUTPUT_COLUMNS`; ``detector_score`` is the score of the learned
+        detector's matched detection (NaN: none, or no detector); detections
+        matching no catalogued object are rows with ``verdict`` ``unidentified``;
+        ``meta['detections']`` lists every detection.
     solution : FieldSolution
     timings : dict
     luminance : ndarray, shape (H, W)
@@ -103,6 +114,9 @@ def analyse_image(
     measured = measure_visibility(lum, objects)
     t3 = time.perf_counter()
     measured["detector_score"] = np.full(len(measured), np.nan)
+    detections = _run_detector(detector, lum, measured, solution)  # learned detector
+    measured = detections.pop("objects")
+    t4 = time.perf_counter()
     out = measured[[c for c in OUTPUT_COLUMNS if c in measured.colnames]]
     order = np.lexsort((-np.nan_to_num(np.asarray(out["snr"], float), nan=-1e9),
                         np.asarray(out["type"]).astype(str) == "*"))  # fmt: skip
@@ -118,9 +132,11 @@ def analyse_image(
         "plate_solve": solution.to_dict(),
         "notes": "x, y: 0-based pixels (centre of first pixel = 0,0); theta_deg: major axis, "
         "deg counter-clockwise from +x; pa_deg: catalogue position angle, deg east of north; "
-        "detector_score: NaN (no learned detector in this version)",
+        "detector_score: peak probability of the learned detector's matched detection "
+        "(NaN: none); verdict 'unidentified': a detection matching no catalogued object",
+        **detections,
     }
-    timings = {"solve": t1 - t0, "catalog": t2 - t1, "visibility": t3 - t2}
+    timings = {"solve": t1 - t0, "catalog": t2 - t1, "visibility": t3 - t2, "detector": t4 - t3}
     return out, solution, timings, lum, color
 
 
@@ -133,6 +149,7 @@ def run_dso(
     dec_deg: float | None = None,
     radius_deg: float = 5.0,
     pixel_aspect: float | None = None,
+    detector: Any = None,
 ) -> list[DsoResult]:
     """Analyse images and write, per image, the outputs of ``skysift dso``.
 
@@ -156,6 +173,9 @@ def run_dso(
     pixel_aspect : float, optional
         Sky height / width of a pixel for resized images (see
         :func:`skysift.dso.solve.solve_image`).
+    detector : str, path-like, nn.Module or None, optional
+        The learned detector, as :func:`analyse_image`; when run, ``saliency.png``
+        (its occlusion saliency over the image) is written too.
 
     Returns
     -------
@@ -186,7 +206,7 @@ def run_dso(
         folder.mkdir(parents=True, exist_ok=True)
         objects, sol, timings, lum, color = analyse_image(
             p, fov_deg=fov_deg, ra_deg=ra_deg, dec_deg=dec_deg, radius_deg=radius_deg,
-            pixel_aspect=pixel_aspect,
+            pixel_aspect=pixel_aspect, detector=detector,
         )  # fmt: skip
         t1 = time.perf_counter()
         files = {"objects": write_table(objects, folder / "objects.ecsv")}
@@ -199,6 +219,10 @@ def run_dso(
         )  # fmt: skip
         files["calibration"], files["wcs"] = write_wcs_files(sol, p, folder, p.stem)
         timings["annotate"] = time.perf_counter() - t1
+        t2 = time.perf_counter()
+        if _write_saliency(detector, lum, color, objects, folder / "saliency.png", p.name):
+            files["saliency"] = folder / "saliency.png"
+            timings["saliency"] = time.perf_counter() - t2
         timings["total"] = time.perf_counter() - t0
         summary = {
             "file": str(p),
@@ -212,3 +236,54 @@ def run_dso(
         results.append(DsoResult(path=p, objects=objects, solution=sol, files=files,
                                  timings=timings))  # fmt: skip
     return results
+
+
+# --- learned detector and saliency (skysift.dso.detector / saliency) ---------------------------
+
+_MODELS: dict[str, Any] = {}
+
+
+def _detector_model(detector: Any) -> Any:
+    """The detector model for a name / path / model, loaded once per process (None: not run)."""
+    if detector is None or detector is False:
+        return None
+    if not isinstance(detector, (str, os.PathLike)):
+        return detector
+    key = str(detector)
+    if key not in _MODELS:
+        try:
+            _MODELS[key] = load_detector(detector)
+        except ImportError:  # torch (the learn extra) not installed: no detector
+            _MODELS[key] = None
+    return _MODELS[key]
+
+
+def _run_detector(detector: Any, lum: np.ndarray, objects: Table, solution: Any) -> dict[str, Any]:
+    """Run the detector on the frame; fill ``detector_score`` and add ``unidentified`` rows."""
+    model = _detector_model(detector)
+    if model is None:
+        return {"objects": objects, "detector": None}
+    det, _, factor = detect_frame(model, lum)
+    out = add_detections(objects, det, solution.wcs, solution.pixel_scale_arcsec)
+    rows = [{"x": round(float(r["x"]), 1), "y": round(float(r["y"]), 1), "cls": str(r["cls"]),
+             "score": round(float(r["score"]), 3), "a": round(float(r["a"]), 1),
+             "b": round(float(r["b"]), 1), "theta": round(float(r["theta"]), 1)}
+            for r in det]  # fmt: skip
+    name = str(detector) if isinstance(detector, (str, os.PathLike)) else type(model).__name__
+    return {"objects": out, "detector": name, "detector_work_factor": factor, "detections": rows}
+
+
+def _write_saliency(detector: Any, lum: np.ndarray, color: Any, objects: Table, path: Path,
+                    title: str) -> bool:  # fmt: skip
+    """Write ``saliency.png`` when the detector runs; False when it does not."""
+    model = _detector_model(detector)
+    if model is None:
+        return False
+    sal, _ = frame_saliency(model, lum)
+    rows = objects.meta.get("detections") or []
+    det = Table(rows=[[r[k] for k in ("x", "y", "cls", "score", "a", "b", "theta")] for r in rows],
+                names=("x", "y", "cls", "score", "a", "b", "theta"),
+                dtype=(float, float, str, float, float, float, float))  # fmt: skip
+    render_saliency(color if color is not None else lum, sal, path, detections=det,
+                    title=f"{title}: detector saliency (gradient x input)")  # fmt: skip
+    return True
