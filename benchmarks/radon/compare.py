@@ -59,14 +59,11 @@ def matched_filter_limit(frames: list[dict]) -> None:
     """
     print("matched-filter limit (white noise, optimal): integrated SNR per SNR_avg bin")
     for lo, hi in bench.BINS:
-        vals = []
-        for f in frames:
-            if not f["pos"] or not lo <= f["snr_avg"] < (hi if hi < 30 else 1e9):
-                continue
-            fw = f["fwhm"]
-            s = fw / 2.355
-            length = f["mask"].sum() / fw
-            vals.append(f["snr_avg"] * fw * np.sqrt(length) / (0.76 * (4 * np.pi * s * s) ** 0.25))
+        vals = [
+            bench.integrated_snr(f)
+            for f in frames
+            if f["pos"] and lo <= f["snr_avg"] < (hi if hi < 30 else 1e9)
+        ]
         if vals:
             v = np.asarray(vals)
             print(f"  SNR_avg [{lo}, {hi}): n={v.size}, integrated SNR median {np.median(v):.1f}, "

@@ -36,10 +36,18 @@ does this in two stages:
    width and flux are measured across and along it; bright lines
    (``S >= 15``) are recentred by a straight-line fit to the centroids of
    their cross profiles along the line. A line is dropped when it is
-   shorter than ``6 psf_fwhm`` (a star pair), its light is not spread along
-   it (median significance, quarters, peaks far above the median: stars
-   and star chains), it is an edge or a band (as bright beside the line,
-   at 1.5-2 FWHM, as on it: trees, clouds, the rim of a fisheye), it hugs
+   shorter than ``min_length_fwhm`` (10) PSF FWHM (a star pair, a star
+   trailed in a long exposure), its light is not spread along it (median
+   significance, quarters, peaks far above the median: stars and star
+   chains), it is an edge or a band (as bright beside the line, at 1.5-2
+   FWHM, as on it: trees, clouds, the rim of a fisheye), less than
+   ``RIDGE_MIN`` (0.6; 0.35 from 15 sigma) of its filtered light lies in a
+   ridge as narrow as the PSF (:func:`~skysift.streaks.frt.ridge_fraction`:
+   0.75 for a streak, near 0 for a glow or a lane of the Milky Way), it runs
+   along the edge of the mask (:func:`~skysift.streaks.frt.hugs_boundary`:
+   within ``max(15, 5 FWHM)`` px over half its length, or tangent to it
+   within 8 % of the frame size: vignetting and glow inside a lens circle or
+   a horizon), it hugs
    a frame edge all along, or it is wider than the PSF allows (blends,
    galaxies); its significance is divided by the spread of the same
    segment shifted sideways (local calibration; only ever lowers it).
@@ -77,18 +85,34 @@ from skysift.streaks.frt import (
     bin_image,
     clean_image,
     frt_levels,
+    hugs_boundary,
     line_noise,
     local_sigma,
     matched_filter,
     max_segment,
+    ridge_fraction,
+    sample_line,
     winsorise,
 )
-from skysift.streaks.linking import fit_line_offsets, paint_lines, same_line, segment_overlap
+from skysift.streaks.linking import (
+    cross_width,
+    edge_or_band,
+    fit_line_offsets,
+    local_significance,
+    paint_lines,
+    same_line,
+    segment_overlap,
+)
 
 __all__ = ["RadonStreakFinder", "RadonResult", "EFFECTIVE_TRIALS", "LINE_COLUMNS", "paint_lines"]
 
 #: Effective fraction of independent lines among all transform entries (white-noise calibration).
 EFFECTIVE_TRIALS = 0.06
+
+#: Least fraction of a line's filtered light in a PSF-wide ridge (:func:`~skysift.streaks.frt.ridge_fraction`).
+RIDGE_MIN = 0.6
+#: The same for lines of 15 sigma and more.
+RIDGE_MIN_BRIGHT = 0.35
 
 #: Columns of the line table, in order.
 LINE_COLUMNS = (
@@ -193,8 +217,13 @@ class RadonStreakFinder:
         Triage peaks above ``threshold - triage_margin`` are measured at full
         resolution (binning loses some significance). Default 1.5 sigma.
     min_length : float, optional
-        Shortest streak reported, pixels (never below ``6 psf_fwhm``: a
-        shorter segment is a compact source). Default 15.
+        Shortest streak reported, pixels (never below ``min_length_fwhm *
+        psf_fwhm``). Default 15.
+    min_length_fwhm : float, optional
+        Shortest streak reported, in PSF FWHM: a shorter segment is a compact
+        source (a star pair, a galaxy) or a star trailed in a long exposure
+        (all-sky cameras: 6-8 FWHM trails gave 6-13 sigma lines on the MAGIC
+        frames and crops). Default 10.
     star_sigma : float, optional
         Peak (sigma, filtered image) above which a compact source is blanked
         before the transform. Default 6.
@@ -233,6 +262,7 @@ class RadonStreakFinder:
         triage_size: int = 256,
         triage_margin: float = 1.5,
         min_length: float = 15.0,
+        min_length_fwhm: float = 10.0,
         star_sigma: float = 6.0,
         clip_sigma: float = 4.0,
         max_streaks: int = 8,
@@ -255,6 +285,9 @@ class RadonStreakFinder:
         if triage_size < 32:
             msg = f"triage_size must be >= 32 pixels, got {triage_size}"
             raise InputError(msg)
+        if not (np.isfinite(min_length_fwhm) and min_length_fwhm >= 2):
+            msg = f"min_length_fwhm must be >= 2 (PSF FWHM), got {min_length_fwhm}"
+            raise InputError(msg)
         if min_length < 2 or max_streaks < 1 or star_sigma <= 0 or clip_sigma <= 0:
             msg = (
                 "min_length must be >= 2 px, max_streaks >= 1, star_sigma and clip_sigma > 0; got "
@@ -267,6 +300,7 @@ class RadonStreakFinder:
         self.triage_size = int(triage_size)
         self.triage_margin = float(triage_margin)
         self.min_length = float(min_length)
+        self.min_length_fwhm = float(min_length_fwhm)
         self.star_sigma = float(star_sigma)
         self.clip_sigma = float(clip_sigma)
         self.max_streaks = int(max_streaks)
@@ -281,8 +315,8 @@ class RadonStreakFinder:
     def config(self) -> dict[str, Any]:
         """The settings, as a plain dict (saved in every result's ``meta``)."""
         keys = ("psf_fwhm", "false_alarm_rate", "threshold_sigma", "triage_size", "triage_margin",
-                "min_length", "star_sigma", "clip_sigma", "max_streaks", "background_box",
-                "noise_box")  # fmt: skip
+                "min_length", "min_length_fwhm", "star_sigma", "clip_sigma", "max_streaks",
+                "background_box", "noise_box")  # fmt: skip
         return {k: getattr(self, k) for k in keys}
 
     def bin_factor(self, shape: tuple[int, int]) -> int:
@@ -428,8 +462,11 @@ class RadonStreakFinder:
             v = gb.T if transposed else gb
             v = v[::-1] if flipped else v
             ny = v.shape[0]
+            buf = None  # every level of one orientation has nxp * (ny + pad) entries
             for (lev, inv, sub), level in zip(norms[qi], frt_levels(v, min_level=k0), strict=True):
-                sig = level.sums * inv
+                if buf is None or buf.size != level.sums.size:
+                    buf = np.empty(level.sums.size, level.sums.dtype)
+                sig = np.multiply(level.sums, inv, out=buf.reshape(level.sums.shape))
                 # self-calibration (real skies are not white): robust spread of this level's lines
                 samp = sig.ravel()[sub]
                 med = float(np.median(samp)) if samp.size else 0.0
@@ -586,15 +623,17 @@ class RadonStreakFinder:
         noise = line_noise(g, ~bad, clip=KAPPA)
         meta["line_noise"] = {"lengths": noise.lengths.tolist(), "sd": noise.sd.tolist()}
         valid = (~bad).astype(np.float32)
+        # distance of every pixel to the mask: lines along its edge are the sky's glow
+        dist = cv2.distanceTransform((~bad).astype(np.uint8), cv2.DIST_L2, 5) if bad.any() else None
         rows: list[tuple[_Candidate, float, float]] = []
         for cd in cands:
-            r = self._refine(g, valid, noise, cd, b)
+            r = self._refine(g, valid, noise, cd, b, dist)
             tol = max(3.0, 2 * self.psf_fwhm)
             if r is None or any(
                 same_line(r, q[0], tol) or segment_overlap(r, q[0], tol) > 0.25 for q in rows
             ):
                 continue
-            width, dperp = self._width(z, r)
+            width, dperp = cross_width(z, r, self.psf_fwhm)
             length = math.hypot(r.x2 - r.x1, r.y2 - r.y1)
             if r.sig >= 15 and (
                 width > max(1.6 * self.psf_fwhm, self.psf_fwhm + 1.5) or length < 3 * width
@@ -638,24 +677,19 @@ class RadonStreakFinder:
             )
         return table, float(stat), meta
 
-    def _sample(
-        self, g: np.ndarray, valid: np.ndarray, xs: np.ndarray, ys: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        mx, my = xs.astype(np.float32), ys.astype(np.float32)
-        vals = cv2.remap(g, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-        h, w = g.shape
-        inside = (xs >= -0.5) & (xs <= w - 0.5) & (ys >= -0.5) & (ys <= h - 0.5)
-        ok = cv2.remap(
-            valid, mx, my, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0
-        )
-        return vals, (ok > 0.5) & inside
-
     def _refine(
-        self, g: np.ndarray, valid: np.ndarray, noise: LineNoise, cd: _Candidate, b: int
+        self,
+        g: np.ndarray,
+        valid: np.ndarray,
+        noise: LineNoise,
+        cd: _Candidate,
+        b: int,
+        dist: np.ndarray | None = None,
     ) -> _Candidate | None:
         h, w = g.shape
-        # a segment shorter than 6 PSF FWHM is a compact source (a star pair, a galaxy)
-        min_len = int(math.ceil(max(self.min_length, 6.0 * self.psf_fwhm))) + 1
+        # a segment shorter than min_length_fwhm PSF FWHM is a compact source (a star pair, a
+        # galaxy, a star trailed in a long exposure)
+        min_len = int(math.ceil(max(self.min_length, self.min_length_fwhm * self.psf_fwhm))) + 1
         theta = math.atan2(cd.y2 - cd.y1, cd.x2 - cd.x1)
         cx, cy = 0.5 * (cd.x1 + cd.x2), 0.5 * (cd.y1 + cd.y2)
         half = 0.5 * math.hypot(cd.x2 - cd.x1, cd.y2 - cd.y1)
@@ -673,7 +707,7 @@ class RadonStreakFinder:
             ux, uy = np.cos(th_g)[:, None], np.sin(th_g)[:, None]
             xs = cx + tt[None, :] * ux - of_g[:, None] * uy
             ys = cy + tt[None, :] * uy + of_g[:, None] * ux
-            vals, ok = self._sample(g, valid, xs, ys)
+            vals, ok = sample_line(g, valid, xs, ys)
             n = ok.sum(axis=1)
             vals = winsorise(vals, ok)
             score = np.where(n >= 4, (vals * ok).sum(axis=1) / noise(np.maximum(n, 1)), -np.inf)
@@ -685,7 +719,7 @@ class RadonStreakFinder:
             tt = np.arange(-tmax, tmax + 1e-9, 1.0)
             xs = cx + tt * math.cos(theta)
             ys = cy + tt * math.sin(theta)
-            vals, ok = self._sample(g, valid, xs[None, :], ys[None, :])
+            vals, ok = sample_line(g, valid, xs[None, :], ys[None, :])
             vals, ok = vals[0], ok[0]
             inside = np.nonzero(ok)[0]
             if inside.size < 4:
@@ -710,6 +744,12 @@ class RadonStreakFinder:
         # the median's significance, and every quarter of the segment holding its share of light
         q = p[i:j][ok[a0 + i : a0 + j]]
         if q.size >= 8:
+            # the lit extent (central 90 % of the light) must reach the shortest length
+            cs = np.cumsum(np.clip(q, 0.0, None))
+            if cs[-1] > 0:
+                e1, e2 = np.searchsorted(cs, [0.05 * cs[-1], 0.95 * cs[-1]])
+                if e2 - e1 + 1 < 0.85 * (min_len - 1):
+                    return None
             s_med = float(np.median(q)) * q.size / float(noise(q.size))
             sig = min(sig, s_med)
             quarters = [float(x.mean()) for x in np.array_split(q, 4)]
@@ -731,35 +771,20 @@ class RadonStreakFinder:
                 s_excl = (float(raw.sum()) - float(win.max())) / float(noise(raw.size - w))
                 if s_excl < 0.5 * sig * math.sqrt((raw.size - w) / raw.size):
                     return None
-        # an edge (tree, dome, cloud border) is bright on one side and dark on the other;
-        # a streak has background on both sides
-        tt = np.arange(lo, hi + 1e-9, 1.0)
-        side = np.array([-2.0, 2.0]) * self.psf_fwhm
-        xs = cx + tt[None, :] * ux - side[:, None] * uy
-        ys = cy + tt[None, :] * uy + side[:, None] * ux
-        vs, oks = self._sample(g, valid, xs, ys)
-        if oks.sum(axis=1).min() >= 4:
-            ms = [float(np.median(vs[k][oks[k]])) for k in range(2)]
-            xs0 = cx + tt * ux
-            ys0 = cy + tt * uy
-            v0, ok0 = self._sample(g, valid, xs0[None, :], ys0[None, :])
-            m0 = float(np.median(v0[0][ok0[0]])) if ok0.any() else 0.0
-            sd_med = 1.25 * float(noise(tt.size)) / tt.size  # of a median of n line samples
-            if abs(ms[0] - ms[1]) > 0.5 * max(m0, 0.0) + 3.0 * math.sqrt(2.0) * sd_med:
-                return None
-            # as narrow as the PSF: the filtered line profile is down to 5 % at 1.5 FWHM
-            # from its axis; a bright band (sky between branches or clouds, the glow inside a
-            # fisheye edge) is nearly as bright there as on the line
-            if max(ms) > 0.5 * max(m0, 0.0) + 3.0 * sd_med:
-                return None
-            side = np.array([-1.5, 1.5]) * self.psf_fwhm
-            xs = cx + tt[None, :] * ux - side[:, None] * uy
-            ys = cy + tt[None, :] * uy + side[:, None] * ux
-            vs, oks = self._sample(g, valid, xs, ys)
-            if oks.sum(axis=1).min() >= 4:
-                mb = 0.5 * sum(float(np.median(vs[k][oks[k]])) for k in range(2))
-                if mb > 0.5 * max(m0, 0.0) + sd_med:
-                    return None
+        # an edge (tree, dome, cloud border) or a band is not a streak
+        if edge_or_band(g, valid, noise, cx, cy, ux, uy, lo, hi, self.psf_fwhm):
+            return None
+        # a ridge as narrow as the PSF, not a band or glow; bright lines may be wider (defocus,
+        # tumbling, a FWHM estimated low: 0.5 for twice as wide) and are width-tested later
+        xa, ya, xb, yb = cx + lo * ux, cy + lo * uy, cx + hi * ux, cy + hi * uy
+        rmin = RIDGE_MIN if sig < 15 else RIDGE_MIN_BRIGHT
+        if ridge_fraction(g, valid, xa, ya, xb, yb, self.psf_fwhm)[0] < rmin:
+            return None
+        # along the edge of the mask (lens circle, horizon, dome): vignetting and glow
+        if dist is not None and hugs_boundary(
+            dist, xa, ya, xb, yb, max(15.0, 5.0 * self.psf_fwhm), 0.08 * min(g.shape)
+        ):
+            return None
         # a line hugging a frame edge all along lies where the background is extrapolated
         em = max(3.0, self.psf_fwhm)
         gh, gw = g.shape
@@ -769,44 +794,7 @@ class RadonStreakFinder:
         ):
             if max(v1, v2) < em or min(v1, v2) > top - em:
                 return None
-        # local calibration: the same segment shifted across (beyond the high-pass) samples the
-        # local noise of the line statistic (crowded fields, nebulosity); only penalises
+        # local calibration (crowded fields, nebulosity): only ever lowers the significance
         d0 = max(3.0 * self.psf_fwhm, 2.5 * self._hp_scale)  # beyond the high-pass trough
-        d = d0 + 1.5 * self.psf_fwhm * np.arange(12)
-        offs = np.concatenate([d, -d])
-        tt = np.arange(lo, hi + 1e-9, 1.0)
-        xs = cx + tt[None, :] * ux - offs[:, None] * uy
-        ys = cy + tt[None, :] * uy + offs[:, None] * ux
-        v2, ok2 = self._sample(g, valid, xs, ys)
-        n2 = ok2.sum(axis=1)
-        good = n2 >= max(0.5 * tt.size, 4)
-        if good.sum() >= 8:
-            w2 = winsorise(v2[good], ok2[good])
-            loc = (w2 * ok2[good]).sum(axis=1) / noise(n2[good])
-            med_l = float(np.median(loc))
-            spread_l = 1.4826 * float(np.median(np.abs(loc - med_l)))
-            sig = (sig - max(med_l, 0.0)) / max(1.0, spread_l / 1.2)
+        sig = local_significance(g, valid, noise, (cx, cy, ux, uy, lo, hi), sig, d0, self.psf_fwhm)
         return _Candidate(sig, cx + lo * ux, cy + lo * uy, cx + hi * ux, cy + hi * uy)
-
-    def _width(self, z: np.ndarray, r: _Candidate) -> tuple[float, float]:
-        """FWHM across the line (px) and the offset of the cross-profile centroid (px)."""
-        theta = math.atan2(r.y2 - r.y1, r.x2 - r.x1)
-        length = math.hypot(r.x2 - r.x1, r.y2 - r.y1)
-        ux, uy = math.cos(theta), math.sin(theta)
-        tt = np.arange(0.0, length + 1e-9, 1.0)
-        dd = np.arange(-2.0 * self.psf_fwhm - 2, 2.0 * self.psf_fwhm + 2 + 1e-9, 0.5)
-        xs = r.x1 + tt[None, :] * ux - dd[:, None] * uy
-        ys = r.y1 + tt[None, :] * uy + dd[:, None] * ux
-        vals = cv2.remap(z, xs.astype(np.float32), ys.astype(np.float32), cv2.INTER_LINEAR,
-                         borderMode=cv2.BORDER_CONSTANT, borderValue=0)  # fmt: skip
-        prof = np.median(vals, axis=1) if vals.shape[1] >= 5 else vals.mean(axis=1)
-        q = np.clip(prof - np.median(prof[[0, 1, -2, -1]]), 0, None)
-        q[np.abs(dd) > 1.5 * self.psf_fwhm + 1] = 0.0
-        if r.sig < 15 or q.sum() <= 0:
-            return self.psf_fwhm, 0.0
-        mu = float((q * dd).sum() / q.sum())
-        var = float((q * (dd - mu) ** 2).sum() / q.sum())
-        width = float(
-            np.clip(math.sqrt(max(var, 0.0)) / _FWHM_TO_SIGMA, 1.0, 4 * self.psf_fwhm + 4)
-        )
-        return width, float(np.clip(mu, -1.0, 1.0))
