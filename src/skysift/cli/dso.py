@@ -17,7 +17,9 @@ from skysift.cli.app import (
     evaluate_app,
     train_app,
 )
+from skysift.dso.evaluate import print_report, run_evaluation, write_evaluation
 from skysift.dso.pipeline import run_dso
+from skysift.dso.train import backgrounds_from_files, train_dso
 from skysift.outputs import ensure_out_dir
 
 
@@ -123,9 +125,6 @@ def train_dso_cmd(
     ] = None,
 ) -> None:
     """Train the learned DSO detector on composites (the shipped weights: 3 runs of 11 min)."""
-    # needs torch (the learn extra): imported on use
-    from skysift.dso.train import backgrounds_from_files, train_dso
-
     out_dir = ensure_out_dir(out, "train-dso")
     train_dso(
         out_dir,
@@ -156,9 +155,6 @@ def evaluate_dso_cmd(
     threshold: Annotated[float, typer.Option("--threshold", help="Detection threshold.")] = 0.5,
 ) -> None:
     """Per-class precision, recall and F1 on held-out composites: ours and astropy-made."""
-    # needs torch (the learn extra): imported on use
-    from skysift.dso.evaluate import print_report, run_evaluation, write_evaluation
-
     out_dir = ensure_out_dir(out, "evaluate-dso")
     res = run_evaluation(
         [str(p) for p in backgrounds], n_images=n, weights=weights, threshold=threshold
