@@ -1,15 +1,24 @@
-"""Fast movers: held-out mAP, shift-and-stack depth gain, false movers on real frames, speed.
+"""Fast movers: held-out mAP, external scenes, shift-and-stack depth gain, false movers, speed.
 
 Sections (all by default, or pick with flags)::
 
-    python benchmarks/bench_movers.py --map --n-per-mode 150 --n-sky14 100
+    python benchmarks/bench_movers.py --map --n-per-mode 150 --n-sky14 100 --n-real-bg 60
+    python benchmarks/bench_movers.py --external --n-external 30
     python benchmarks/bench_movers.py --depth --trials 8
     python benchmarks/bench_movers.py --false --out /tmp/movers_overlays
     python benchmarks/bench_movers.py --speed --speed-velocities 40
 
 - ``--map``: :func:`skysift.movers.evaluate.evaluate_movers` on held-out
-  simulations (per mode, sky bin, rate bin, and at 14 mag/arcsec²) for the
-  MoE, each expert and the classical baseline.
+  simulations (per mode, sky bin, rate bin, trail length and SNR bin, and at
+  14 mag/arcsec²; ``--n-real-bg`` more per mode composited on the real
+  tetra3 frame held out from training, :data:`HELD_OUT_FRAME`) for the MoE,
+  each expert and the classical baseline.
+- ``--external``: scenes skysift's simulator did not make: the sky, gradient,
+  glow, cloud and noise of the stress suite's photutils/astropy renderer
+  (``benchmarks/stress/render.py``) with stars and one mover rendered as
+  photutils PSFs (Gaussian or Moffat) summed along their trails, per mode, in
+  :data:`EXTERNAL_CONDITIONS`; mAP@0.5 of the MoE, each expert and the
+  classical baseline, median and worst over the conditions per mode.
 - ``--depth``: 20 registered frames built on a real star-tracker background
   (a tetra3 frame of ../shared/data/real, each frame given independent
   Gaussian noise equal to the frame's own robust noise), a Gaussian PSF mover
@@ -28,6 +37,7 @@ Sections (all by default, or pick with flags)::
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -35,6 +45,9 @@ from pathlib import Path
 import numpy as np
 
 REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
+#: The real frame held out of the shipped weights' training backgrounds (the other four
+#: tetra3 frames were composited into training), used for the real-background evaluation.
+HELD_OUT_FRAME = REAL / "tetra3_startracker" / "2019-07-29T204726_Alt60_Azi135_Try1.tiff"
 
 
 def _robust_sigma(a: np.ndarray) -> float:
@@ -42,16 +55,35 @@ def _robust_sigma(a: np.ndarray) -> float:
     return float(0.7413 * (q75 - q25))
 
 
-def bench_map(n_per_mode: int, n_sky14: int) -> None:
-    from skysift.movers.evaluate import evaluate_movers
+def bench_map(
+    n_per_mode: int, n_sky14: int, n_real_bg: int = 0, out: Path | None = None,
+    weights: str = "mover_moe",
+) -> None:  # fmt: skip
+    from skysift.movers.evaluate import evaluate_movers, evaluation_summary
 
+    bgs = [HELD_OUT_FRAME] if n_real_bg and HELD_OUT_FRAME.is_file() else None
+    if n_real_bg and bgs is None:
+        print(f"(real-background set skipped: {HELD_OUT_FRAME} missing)")
     t0 = time.time()
-    tab = evaluate_movers("mover_moe", n_per_mode=n_per_mode, n_sky14=n_sky14)
-    for c in ("map50", "precision", "recall"):
-        tab[c].format = ".3f"
-    print(f"\n== held-out mAP@0.5 ({n_per_mode}/mode, {n_sky14}/mode at 14 mag sky), "
+    tab = evaluate_movers(
+        weights, n_per_mode=n_per_mode, n_sky14=n_sky14, backgrounds=bgs,
+        n_real_bg=n_real_bg,
+    )  # fmt: skip
+    print(f"\n== held-out mAP@0.5 ({n_per_mode}/mode, {n_sky14}/mode at 14 mag sky, "
+          f"{n_real_bg if bgs else 0}/mode on the held-out real frame), "
           f"{time.time() - t0:.0f} s")  # fmt: skip
-    tab.pprint(max_lines=-1, max_width=-1)
+    evaluation_summary(tab).pprint(max_lines=-1, max_width=-1)
+    for v in ("precision", "recall"):
+        print(f"\n{v} at score 0.5 (classical 0.3):")
+        summ = evaluation_summary(tab, v)
+        summ[np.isin(summ["group"], ["all", "mode", "sky14", "real_bg"])].pprint(
+            max_lines=-1, max_width=-1
+        )
+    if out is not None:
+        from skysift.outputs.files import write_table
+
+        out.mkdir(parents=True, exist_ok=True)
+        write_table(tab, out / "movers_evaluation.ecsv")
 
 
 def _gauss(shape, x, y, flux, fwhm):
@@ -162,7 +194,9 @@ def _static_frames() -> list[tuple[str, np.ndarray, tuple[float, float, float, f
     return out
 
 
-def bench_false(out_dir: Path | None) -> None:
+def bench_false(
+    out_dir: Path | None, weights: str = "mover_moe", moe_threshold: float = 0.5
+) -> None:
     from skysift.movers.pipeline import run_movers
 
     frames = _static_frames()
@@ -177,7 +211,15 @@ def bench_false(out_dir: Path | None) -> None:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 t0 = time.time()
-                det = run_movers(img, sub, mode="sidereal", psf_fwhm=2.5, method=method).detections
+                det = run_movers(
+                    img,
+                    sub,
+                    mode="sidereal",
+                    psf_fwhm=2.5,
+                    method=method,
+                    weights=weights,
+                    moe_threshold=moe_threshold,
+                ).detections
                 dt = time.time() - t0
             if streak is not None and len(det):
                 x1, y1, x2, y2 = streak
@@ -230,12 +272,209 @@ def bench_speed(n_vel: int) -> None:
           f"{max(0, (60 - (t1 - t0)) / per):.0f}")  # fmt: skip
 
 
+# ---------------------------------------------------------------- external (not our simulator)
+
+#: Render conditions of the external scenes (benchmarks/stress/render.py keywords):
+#: PSF shape, sky level (ADU), read noise, light-pollution gradient and glow (in units
+#: of the sky; a 96 px scene is a small part of a frame, so they are milder than the
+#: stress suite's full-frame values), thin cloud; vignetting 5 % at the corners.
+EXTERNAL_CONDITIONS: dict[str, dict] = {
+    "gauss_dark": {"psf": "gaussian", "sky": 100.0, "read_noise": 5.0},
+    "moffat_dark": {"psf": "moffat", "sky": 100.0, "read_noise": 5.0},
+    "gauss_gradient": {"psf": "gaussian", "sky": 300.0, "read_noise": 6.0, "gradient": 0.3},
+    "moffat_glow": {"psf": "moffat", "sky": 300.0, "read_noise": 6.0, "glow": 1.0},
+    "gauss_cloud": {"psf": "gaussian", "sky": 300.0, "read_noise": 8.0, "cloud": 0.4},
+    "moffat_bright_sky": {"psf": "moffat", "sky": 3000.0, "read_noise": 10.0, "gradient": 0.1},
+}
+
+
+def _trail_model_image(shape, model, ksize, segments, fluxes):
+    """Sum of PSF models along straight segments (a line-convolved PSF), via photutils.
+
+    ``segments``: rows ``(x1, y1, x2, y2)`` (a point when the ends coincide); each
+    segment is sampled every 0.25 px and its flux shared equally by the samples.
+    """
+    from astropy.table import Table
+    from photutils.datasets import make_model_image
+
+    xs, ys, fs = [], [], []
+    for (x1, y1, x2, y2), f in zip(segments, fluxes, strict=True):
+        n = max(int(np.ceil(4 * np.hypot(x2 - x1, y2 - y1))), 1) + 1
+        t = np.linspace(0.0, 1.0, n)
+        xs.append(x1 + t * (x2 - x1))
+        ys.append(y1 + t * (y2 - y1))
+        fs.append(np.full(n, f / n))
+    if not xs:
+        return np.zeros(shape)
+    x, y, f = np.concatenate(xs), np.concatenate(ys), np.concatenate(fs)
+    # samples whose model box only touches the frame are dropped (photutils'
+    # overlap_slices fails on a box ending exactly at the edge; they add nothing)
+    half = ksize // 2
+    k = (x > 1 - half) & (x < shape[1] - 2 + half) & (y > 1 - half) & (y < shape[0] - 2 + half)
+    if not k.any():
+        return np.zeros(shape)
+    tab = Table({"x_0": x[k], "y_0": y[k], "flux": f[k]})
+    return np.asarray(make_model_image(shape, model, tab, model_shape=(ksize, ksize)), float)
+
+
+def render_mover_scene(mode: str, condition: dict, rng: np.random.Generator, size: int = 96):
+    """One external scene: stars + one trailed mover rendered with photutils, on a stress sky.
+
+    The sky, its gradient/glow/cloud, read and Poisson noise come from
+    ``render.render_star_field`` (no stars); stars and the mover are sums of
+    photutils PSF models along their trails (points in the mode where they do
+    not move), with their own Poisson noise. Returns (image, prior, box, meta).
+    """
+    from render import psf_kernel, psf_model, render_star_field
+
+    from skysift.simulation.movers import motion_prior
+
+    fwhm = float(rng.uniform(1.3, 3.6))
+    sky = render_star_field(
+        (size, size), n_stars=0, fwhm=fwhm, psf=condition["psf"], sky=condition["sky"],
+        read_noise=condition["read_noise"], gradient=condition.get("gradient", 0.0),
+        glow=condition.get("glow", 0.0), glow_scale=40.0, cloud=condition.get("cloud", 0.0),
+        vignetting=0.05,
+        caption=False, rng=rng,
+    )  # fmt: skip
+    model = psf_model(condition["psf"], fwhm)
+    ksize = 2 * int(np.ceil(4 * fwhm)) + 1
+    norm = float(np.sqrt((psf_kernel(model, ksize) ** 2).sum()))
+    sigma = float(np.sqrt(condition["read_noise"] ** 2 + condition["sky"]))
+    # the mover's motion on the sky over the exposure and the telescope's tracking
+    length = float(rng.uniform(4.0, 20.0))
+    ang = rng.uniform(0, 2 * np.pi)
+    rate = np.array([length * np.cos(ang), length * np.sin(ang)])
+    if mode == "sidereal":
+        track = np.zeros(2)
+    elif mode == "tracking":
+        track = rate.copy()
+    else:  # staring: the tracking is neither the stars' nor the mover's
+        f, rot = rng.uniform(0.3, 0.7), np.radians(rng.uniform(30, 70)) * rng.choice([-1, 1])
+        c, s = np.cos(rot), np.sin(rot)
+        track = f * np.array([c * rate[0] - s * rate[1], s * rate[0] + c * rate[1]])
+    star_v, mover_v = -track, rate - track
+    # stars: power-law SNR (N(>s) ~ s^-0.7, SNR 3-3000), spread over the area their trails cross
+    n_stars = int(rng.integers(5, 41))
+    u = rng.uniform(0, 1, n_stars)
+    a, b = 3.0**-0.7, 3000.0**-0.7
+    snr_star = (a - u * (a - b)) ** (-1 / 0.7)
+    cx = rng.uniform(-0.5, size - 0.5, n_stars) + star_v[0] * rng.uniform(-0.5, 0.5, n_stars)
+    cy = rng.uniform(-0.5, size - 0.5, n_stars) + star_v[1] * rng.uniform(-0.5, 0.5, n_stars)
+    segs = [(x - star_v[0] / 2, y - star_v[1] / 2, x + star_v[0] / 2, y + star_v[1] / 2)
+            for x, y in zip(cx, cy, strict=True)]  # fmt: skip
+    fluxes = list(snr_star * sigma / norm)
+    # the mover: matched-filter SNR log-uniform in 15-300 for its trailed profile
+    hx, hy = abs(mover_v[0]) / 2 + 4, abs(mover_v[1]) / 2 + 4
+    mx, my = rng.uniform(hx, size - 1 - hx), rng.uniform(hy, size - 1 - hy)
+    mseg = (mx - mover_v[0] / 2, my - mover_v[1] / 2, mx + mover_v[0] / 2, my + mover_v[1] / 2)
+    unit = _trail_model_image((64, 64), model, ksize,
+                              [(32 - mover_v[0] / 2, 32 - mover_v[1] / 2,
+                                32 + mover_v[0] / 2, 32 + mover_v[1] / 2)], [1.0])  # fmt: skip
+    snr = float(np.exp(rng.uniform(np.log(15.0), np.log(300.0))))
+    mflux = snr * sigma / float(np.sqrt((unit**2).sum()))
+    src = _trail_model_image((size, size), model, ksize, [*segs, mseg], [*fluxes, mflux])
+    image = sky.data + rng.poisson(np.clip(src, 0, None)).astype(np.float32)
+    prior = motion_prior(fwhm, (float(star_v[0]), float(star_v[1])), 1.0)
+    r = max(fwhm, 2.0)
+    box = np.array([[min(mseg[0], mseg[2]) - r, min(mseg[1], mseg[3]) - r,
+                     max(mseg[0], mseg[2]) + r, max(mseg[1], mseg[3]) + r]])  # fmt: skip
+    meta = {"mode": mode, "fwhm": fwhm, "rate": length, "snr": snr, "sky": condition["sky"],
+            "length": float(np.hypot(*mover_v)), "n_stars": n_stars}  # fmt: skip
+    return image.astype(np.float32), prior, box, meta
+
+
+def bench_external(
+    n: int, detectors: tuple[str, ...], seed: int = 7, out: Path | None = None,
+    weights: str = "mover_moe",
+):  # fmt: skip
+    """MoE, each expert and the classical baseline on the external scenes, per mode and condition."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "stress"))
+    from astropy.table import Table
+
+    from skysift.movers.evaluate import average_precision_boxes, run_detector
+    from skysift.movers.model import make_inputs, prior_descriptor
+    from skysift.movers.train import MoverSample
+    from skysift.movers.weights_io import load_moe
+
+    # several weights (comma-separated) are compared on the same scenes
+    names = weights.split(",")
+    models = {w: load_moe(w) for w in names}
+    rng = np.random.default_rng(seed)
+    t0 = time.time()
+    sets: dict[tuple[str, str], list] = {}
+    for cname, cond in EXTERNAL_CONDITIONS.items():
+        for mode in ("sidereal", "tracking", "intersection"):
+            ss = []
+            for _ in range(n):
+                img, prior, box, meta = render_mover_scene(mode, cond, rng)
+                ss.append(MoverSample(x=make_inputs(img, prior), prior_vec=prior_descriptor(prior),
+                                      boxes=box, image=img, prior=prior, meta=meta))  # fmt: skip
+            sets[(cname, mode)] = ss
+    t_render = time.time() - t0
+    rows = []
+    runs = [(d, w) for w in names for d in detectors if d != "classical" or w == names[0]]
+    labels = []
+    for det, w in runs:
+        thr = 0.3 if det == "classical" else 0.5
+        label = det if len(names) == 1 or det == "classical" else f"{det}@w{names.index(w)}"
+        labels.append(label)
+        for (cname, mode), ss in sets.items():
+            p = run_detector(det, ss, models[w])
+            r = average_precision_boxes(p, [s.boxes for s in ss], threshold=thr)
+            rows.append({"condition": cname, "mode": mode, "detector": label, **r})
+            snr = np.array([s.meta["snr"] for s in ss])
+            for lo, hi in ((15, 40), (40, 300.1)):
+                k = np.nonzero((snr >= lo) & (snr < hi))[0]
+                if len(k):
+                    r = average_precision_boxes([p[i] for i in k], [ss[i].boxes for i in k],
+                                                threshold=thr)  # fmt: skip
+                    rows.append({"condition": f"{cname} snr{lo}-{hi:g}", "mode": mode,
+                                 "detector": label, **r})  # fmt: skip
+    tab = Table(rows=rows)
+    base = tab[[" snr" not in c for c in tab["condition"]]]
+    print(f"\n== external scenes (benchmarks/stress/render.py sky + photutils trails, not "
+          f"skysift.simulation): {n} per condition and mode, {len(EXTERNAL_CONDITIONS)} "
+          f"conditions; rendering {t_render:.0f} s")  # fmt: skip
+    if len(names) > 1:
+        print("weights: " + "; ".join(f"w{i} = {w}" for i, w in enumerate(names)))
+    print("mAP@0.5 per mode: median / worst over the conditions (worst condition)")
+    summ = []
+    for mode in ("sidereal", "tracking", "intersection"):
+        row = {"mode": mode}
+        for det in labels:
+            sel = base[(base["mode"] == mode) & (base["detector"] == det)]
+            j = int(np.argmin(sel["map50"]))
+            row[det] = (f"{np.median(sel['map50']):.3f} / {sel['map50'][j]:.3f} "
+                        f"({sel['condition'][j]})")  # fmt: skip
+        summ.append(row)
+    Table(rows=summ).pprint(max_lines=-1, max_width=-1)
+    for c in ("map50", "precision", "recall"):
+        tab[c].format = ".3f"
+    print("\nper condition and mode (P/R at score 0.5; classical 0.3):")
+    tab.pprint(max_lines=-1, max_width=-1)
+    if out is not None:
+        from skysift.outputs.files import write_table
+
+        out.mkdir(parents=True, exist_ok=True)
+        write_table(tab, out / "movers_external.ecsv")
+    return tab
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--map", action="store_true")
     ap.add_argument("--depth", action="store_true")
     ap.add_argument("--false", action="store_true")
     ap.add_argument("--speed", action="store_true")
+    ap.add_argument("--external", action="store_true")
+    ap.add_argument("--n-external", type=int, default=30, help="scenes per condition and mode")
+    ap.add_argument("--external-detectors", default="moe,moe_tta,yolox,centernet,classical")
+    ap.add_argument("--n-real-bg", type=int, default=60)
+    ap.add_argument("--weights", default="mover_moe", help="shipped name or .safetensors path")
+    ap.add_argument(
+        "--moe-threshold", type=float, default=0.5, help="MoE score threshold (--false)"
+    )
     ap.add_argument("--n-per-mode", type=int, default=150)
     ap.add_argument("--n-sky14", type=int, default=100)
     ap.add_argument("--trials", type=int, default=8)
@@ -246,13 +485,16 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(a.threads)
-    every = not (a.map or a.depth or a.false or a.speed)
+    every = not (a.map or a.depth or a.false or a.speed or a.external)
     if a.map or every:
-        bench_map(a.n_per_mode, a.n_sky14)
+        bench_map(a.n_per_mode, a.n_sky14, a.n_real_bg, a.out, a.weights)
+    if a.external or every:
+        bench_external(a.n_external, tuple(a.external_detectors.split(",")), out=a.out,
+                       weights=a.weights)  # fmt: skip
     if a.depth or every:
         bench_depth(a.trials)
     if a.false or every:
-        bench_false(a.out)
+        bench_false(a.out, a.weights.split(",")[0], a.moe_threshold)
     if a.speed or every:
         bench_speed(a.speed_velocities)
 

@@ -453,3 +453,144 @@ def test_cli_movers_on_fits_files(tmp_path, capsys):
     assert len(linked) >= 5
     assert linked["rate_arcsec_h"][0] == pytest.approx(360.0, rel=0.05)
     assert (out / "movers.psv").is_file()
+
+
+# ---------------------------------------------------------------- training data and evaluation tables
+
+
+def test_line_kernel_has_the_segment_length():
+    k = train.line_kernel(9.0, 5.0)
+    assert k.sum() == pytest.approx(1.0) and k.shape[0] % 2 == 1
+    yy, xx = np.mgrid[: k.shape[0], : k.shape[1]]
+    c = k.shape[0] // 2
+    assert (k * xx).sum() == pytest.approx(c, abs=1e-6)  # centred
+    assert (k * yy).sum() == pytest.approx(c, abs=1e-6)
+    # a uniform segment of length L has variance L²/12 along it (+1/6 px² from bilinear sampling)
+    var = (k * ((xx - c) * 9 + (yy - c) * 5) ** 2).sum() / (9**2 + 5**2)
+    assert np.sqrt(12 * (var - 1 / 6)) == pytest.approx(np.hypot(9, 5), rel=0.03)
+    assert train.line_kernel(0.1, 0.2).shape == (1, 1)
+
+
+def test_composite_background_trails_real_stars_with_the_mode():
+    rng = np.random.default_rng(0)
+    real = rng.normal(1000.0, 10.0, (80, 80)).astype(np.float32)
+    real[::16, ::16] += 2000.0  # point "stars" on a 16 px grid: every 64x64 crop holds 16
+    sim = rng.normal(50.0, 2.0, (64, 64)).astype(np.float32)
+    out = train.composite_background(sim, real, (12.0, 0.0), 1.0, rng)
+    added = out - sim
+    # the real noise (10 ADU) comes in at the simulated noise (2 ADU), smoothed by the trail
+    iy, ix = np.unravel_index(np.argmax(added), added.shape)
+    on = added[iy] > 0.3 * added[iy, ix]
+    lo, hi = ix, ix
+    while lo > 0 and on[lo - 1]:
+        lo -= 1
+    while hi < on.size - 1 and on[hi + 1]:
+        hi += 1
+    assert 10 <= hi - lo + 1 <= 14  # the point became a ~12 px trail along x
+    assert (added[max(iy - 3, 0) : iy + 4, ix] > 0.3 * added[iy, ix]).sum() <= 2  # and stays thin
+    with pytest.raises(InputError, match="smaller than the image"):
+        train.composite_background(sim, real[:32], (0.0, 0.0), 1.0, rng)
+    with pytest.raises(InputError, match="at least one image file"):
+        train.load_backgrounds([])
+
+
+def test_simulate_set_with_backgrounds_and_short_trails(tmp_path):
+    from astropy.io import fits
+
+    rng = np.random.default_rng(1)
+    frame = rng.normal(500.0, 8.0, (100, 120)).astype(np.float32)
+    fits.PrimaryHDU(frame).writeto(tmp_path / "bg.fits")
+    bgs = train.load_backgrounds([tmp_path / "bg.fits"], exclude={"bg.fits": (0, 0, 119, 30)})
+    assert np.isnan(bgs[0][:31]).all() and np.isfinite(bgs[0][31:]).all()
+    s = train.simulate_set(
+        12, seed=3, backgrounds=bgs, modes=("sidereal",),
+        settings={"background_fraction": 1.0, "short_trail_fraction": 1.0},
+    )  # fmt: skip
+    assert all(x.meta["background"] for x in s)
+    rates = np.array([x.meta["rate"] for x in s])
+    assert (rates >= 4.0).all() and (rates <= 9.0).all()  # short_trail_range
+    # the held-out stream is unchanged by the new settings (no extra draws at fraction 0)
+    a = train.simulate_set(2, seed=5, settings=dict(evaluate.HELD_OUT))
+    b = train.simulate_set(2, seed=5, settings=dict(evaluate.HELD_OUT), backgrounds=None)
+    assert [x.meta for x in a] == [x.meta for x in b]
+
+
+def test_evaluation_summary_pivots_detectors():
+    t = Table(
+        rows=[
+            ("mode", "sidereal", "moe", 0.9, 0.8, 0.7, 10),
+            ("mode", "sidereal", "classical", 0.5, 0.4, 0.3, 10),
+            ("sky14", "all", "moe", 0.95, 0.9, 0.85, 6),
+        ],
+        names=["group", "bin", "detector", "map50", "precision", "recall", "n_images"],
+    )
+    s = evaluate.evaluation_summary(t)
+    assert s.colnames == ["group", "bin", "n_images", "moe", "classical"]
+    assert s["moe"][0] == 0.9 and s["classical"][0] == 0.5 and np.isnan(s["classical"][1])
+    assert evaluate.evaluation_summary(t, "recall")["moe"][1] == 0.85
+    with pytest.raises(InputError, match="value must be one of"):
+        evaluate.evaluation_summary(t, "f1")
+
+
+def test_group_rows_splits_modes_and_bins():
+    s = [
+        train.MoverSample(x=np.zeros(1), prior_vec=np.zeros(4), boxes=np.zeros((1, 4)), meta=m)
+        for m in (
+            {"mode": "sidereal", "sky": 14.0, "rate": 5.0, "length": 5.0, "snr": 50.0},
+            {"mode": "tracking", "sky": 18.0, "rate": 15.0, "length": 0.0, "snr": 500.0},
+        )
+    ]
+    g = {(a, b): idx for a, b, idx, _, _ in evaluate.group_rows(s, [np.zeros((0, 5))] * 2)}
+    assert g[("mode", "sidereal")] == [0] and g[("mode", "tracking")] == [1]
+    assert g[("rate", "4-8")] == [0] and g[("length", "0-4")] == [1]
+    assert g[("mode/rate", "sidereal 4-8")] == [0] and g[("mode/rate", "tracking 4-8")] == []
+    assert g[("snr", "300-1e+09")] == [1]
+
+
+def test_train_movers_tiny_run_with_init_and_backgrounds(tmp_path):
+    from astropy.io import fits
+
+    from skysift.movers.weights_io import load_moe
+
+    fits.PrimaryHDU(np.random.default_rng(2).normal(300, 5, (80, 80))).writeto(tmp_path / "b.fits")
+    st = train.TrainSettings(n_train=4, batch_size=2, max_steps=2, width=8, feat_channels=8)
+    _, info = train.train_movers(tmp_path / "w", settings=st, backgrounds=[tmp_path / "b.fits"],
+                                 log=None)  # fmt: skip
+    assert info["steps"] == 2 and info["backgrounds"] == ["b.fits"] and info["init"] is None
+    st2 = train.TrainSettings(
+        n_train=4, batch_size=2, max_steps=1, init=str(tmp_path / "w" / "mover_moe.safetensors")
+    )
+    net, info2 = train.train_movers(None, settings=st2, log=None)
+    assert (
+        info2["init"]["sha256"] == load_moe(tmp_path / "w" / "mover_moe.safetensors").card["sha256"]
+    )
+    assert net.config == {"width": 8, "feat_channels": 8}  # the init's architecture
+
+
+def test_training_defaults_are_the_shipped_recipe():
+    """``skysift train movers`` simulates the data the shipped weights were trained on."""
+    import json
+
+    from skysift.movers.weights_io import WEIGHTS_DIR
+
+    card = json.loads((WEIGHTS_DIR / "mover_moe.json").read_text())
+    for k, v in card["recipe"]["data"].items():
+        have = train.TRAIN_SETTINGS[k]
+        assert (list(have) if isinstance(have, tuple) else have) == v, k
+    assert train.TRAIN_SETTINGS["short_trail_fraction"] == 0.0
+    assert train.TrainSettings().modes == ("sidereal", "tracking", "intersection")
+    assert card["recipe"]["settings"]["n_train"] == train.TrainSettings().n_train
+
+
+def test_cli_evaluate_movers_writes_the_summary(tmp_path):
+    from skysift.cli import main
+
+    out = tmp_path / "ev"
+    assert (
+        main(["evaluate", "movers", "--n-per-mode", "2", "--n-sky14", "2", "--out", str(out)]) == 0
+    )
+    summary = Table.read(out / "movers_map50.ecsv")
+    # one column per detector, a row per (group, bin); mAP values are fractions
+    assert {"moe", "classical"} <= set(summary.colnames)
+    assert {"mode", "sky14"} <= set(summary["group"])
+    assert np.all((summary["moe"] >= 0) & (summary["moe"] <= 1))

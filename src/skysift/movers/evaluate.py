@@ -13,6 +13,7 @@ Precision and recall are quoted at the detector's operating threshold.
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,10 +22,18 @@ from astropy.table import Table
 from skysift.errors import InputError
 from skysift.movers.baseline import detect_single
 from skysift.movers.model import predict_batch
-from skysift.movers.train import MoverSample, simulate_set
+from skysift.movers.train import MoverSample, load_backgrounds, simulate_set
 from skysift.movers.weights_io import load_moe
 
-__all__ = ["DETECTORS", "HELD_OUT", "average_precision_boxes", "evaluate_movers", "run_detector"]
+__all__ = [
+    "DETECTORS",
+    "HELD_OUT",
+    "average_precision_boxes",
+    "evaluate_movers",
+    "evaluation_summary",
+    "group_rows",
+    "run_detector",
+]
 
 #: Held-out simulation settings (training: TRAIN_SETTINGS in train.py).
 HELD_OUT: dict[str, Any] = {
@@ -38,6 +47,8 @@ HELD_OUT: dict[str, Any] = {
     "pixel_scale": 1.8,
     "read_noise": 7.0,
     "qe": 0.7,
+    # the held-out trail lengths are uniform in trail_range (no extra short trails)
+    "short_trail_fraction": 0.0,
 }
 
 #: Detectors compared: the mixture (also with 8-fold test-time augmentation), each
@@ -164,6 +175,100 @@ def _bin_edges(values: np.ndarray, edges: list[float]) -> list[tuple[str, np.nda
     return out
 
 
+_MODES = ("sidereal", "tracking", "intersection")
+_BINS = {
+    "sky": ("sky", [13.5, 15.0, 17.0, 19.5]),
+    "rate": ("rate", [4.0, 8.0, 14.0, 20.01]),
+    "length": ("length", [0.0, 4.0, 8.0, 14.0, 40.0]),
+    "snr": ("snr", [0.0, 30.0, 100.0, 300.0, 1e9]),
+}
+
+
+def group_rows(
+    samples: list[MoverSample], preds: list[np.ndarray], name: str = "", *, detail: bool = True
+) -> list[tuple[str, str, list[int], list[np.ndarray], list[np.ndarray]]]:
+    """The evaluation groups of a set: all, per mode and (with ``detail``) per bin.
+
+    Parameters
+    ----------
+    samples : list of MoverSample
+        With ``meta`` keys ``mode``, ``sky``, ``rate``, ``length``, ``snr``.
+    preds : list of ndarray, shape (N_i, 5)
+    name : str, optional
+        Group name of the set (``all``/``mode`` when empty).
+    detail : bool, optional
+        Add the sky, rate, length and SNR bins, overall and per mode.
+
+    Returns
+    -------
+    list of (group, bin, indices, preds, truths)
+    """
+    truths = [x.boxes for x in samples]
+    out = [(name or "all", "all", list(range(len(samples))), preds, truths)]
+    modes = np.array([x.meta["mode"] for x in samples])
+    for m in _MODES:
+        out.append((name or "mode", m, list(np.nonzero(modes == m)[0]), preds, truths))
+    if not detail:
+        return out
+    for g, (key, edges) in _BINS.items():
+        vals = np.array([x.meta[key] for x in samples], dtype=float)
+        for b, sel in _bin_edges(vals, edges):
+            out.append((g, b, list(np.nonzero(sel)[0]), preds, truths))
+        if g == "snr":
+            continue
+        for m in _MODES:
+            for b, sel in _bin_edges(vals, edges):
+                idx = list(np.nonzero(sel & (modes == m))[0])
+                out.append((f"mode/{g}", f"{m} {b}", idx, preds, truths))
+    return out
+
+
+def evaluation_summary(table: Table, value: str = "map50") -> Table:
+    """One row per (group, bin), one column per detector: the paper's tables side by side.
+
+    Parameters
+    ----------
+    table : astropy.table.Table
+        :func:`evaluate_movers` output.
+    value : {"map50", "precision", "recall"}, optional
+        The quantity tabulated. Default ``"map50"``.
+
+    Returns
+    -------
+    astropy.table.Table
+        Columns ``group``, ``bin``, ``n_images`` and one per detector.
+
+    Raises
+    ------
+    InputError
+        For an unknown ``value`` or a table without the evaluation columns.
+    """
+    need = {"group", "bin", "detector", "n_images", value}
+    if value not in ("map50", "precision", "recall") or not need <= set(table.colnames):
+        msg = (
+            f"value must be one of ['map50', 'precision', 'recall'] and the table an "
+            f"evaluate_movers table; got {value!r} and columns {table.colnames}"
+        )
+        raise InputError(msg)
+    dets = list(dict.fromkeys(table["detector"]))
+    keys = list(dict.fromkeys(zip(table["group"], table["bin"], strict=True)))
+    lookup = {(r["group"], r["bin"], r["detector"]): r for r in table}
+    rows = []
+    for g, b in keys:
+        first = next(lookup[(g, b, d)] for d in dets if (g, b, d) in lookup)
+        row = {"group": g, "bin": b, "n_images": int(first["n_images"])}
+        for d in dets:
+            r = lookup.get((g, b, d))
+            row[d] = float(r[value]) if r is not None else np.nan
+        rows.append(row)
+    out = Table(rows=rows, names=["group", "bin", "n_images", *dets])
+    for d in dets:
+        out[d].format = ".3f"
+    out.meta = dict(table.meta)
+    out.meta["value"] = value
+    return out
+
+
 def evaluate_movers(
     model: Any = "mover_moe",
     *,
@@ -173,6 +278,8 @@ def evaluate_movers(
     detectors: tuple[str, ...] = DETECTORS,
     settings: dict[str, Any] | None = None,
     threshold: float = 0.5,
+    backgrounds: list[Any] | None = None,
+    n_real_bg: int = 100,
 ) -> Table:
     """The paper's tables on held-out simulations: per mode, per sky level, per rate.
 
@@ -192,20 +299,33 @@ def evaluate_movers(
         Overrides of :data:`HELD_OUT`.
     threshold : float, optional
         Score threshold of the quoted precision/recall for the learned detectors.
+    backgrounds : list of str or Path, optional
+        Real frames held out from training: ``n_real_bg`` more images per mode
+        are composited on crops of them (group ``real_bg``). Default none.
+    n_real_bg : int, optional
+        Images per mode on the real backgrounds. Default 100.
 
     Returns
     -------
     astropy.table.Table
-        Columns ``group`` (``mode``, ``sky``, ``rate``, ``all``), ``bin``,
-        ``detector``, ``map50``, ``precision``, ``recall``, ``n_images``.
+        Columns ``group``, ``bin``, ``detector``, ``map50``, ``precision``,
+        ``recall``, ``n_images``, ``n_truth``. Groups: ``all``; ``mode``;
+        ``sky`` (mag/arcsec² bins), ``rate`` (mover's sky motion over the
+        exposure, px), ``length`` (its trail on the detector, px), ``snr``
+        (its integrated SNR) over all modes; ``mode/sky``, ``mode/rate``,
+        ``mode/length`` with bins named ``"<mode> <bin>"``; ``sky14`` (and per
+        mode) at 14 mag/arcsec²; ``real_bg`` (and per mode) on the real frames.
 
     Raises
     ------
     InputError
         For non-positive counts or unknown detectors.
     """
-    if n_per_mode < 1 or n_sky14 < 0:
-        msg = f"n_per_mode must be >= 1 and n_sky14 >= 0, got {n_per_mode}, {n_sky14}"
+    if n_per_mode < 1 or n_sky14 < 0 or n_real_bg < 0:
+        msg = (
+            f"n_per_mode must be >= 1 and n_sky14, n_real_bg >= 0, got {n_per_mode}, "
+            f"{n_sky14}, {n_real_bg}"
+        )
         raise InputError(msg)
     bad = [d for d in detectors if d not in DETECTORS]
     if bad:
@@ -214,7 +334,6 @@ def evaluate_movers(
     if isinstance(model, str) or hasattr(model, "__fspath__"):
         model = load_moe(model)
     s = dict(HELD_OUT) | dict(settings or {})
-    modes = ("sidereal", "tracking", "intersection")
     main = simulate_set(3 * n_per_mode, seed=seed, settings=s, keep_image=True)
     sky14 = (
         simulate_set(
@@ -223,29 +342,21 @@ def evaluate_movers(
         if n_sky14
         else []
     )
+    real: list[MoverSample] = []
+    if backgrounds and n_real_bg:
+        bgs = load_backgrounds(list(backgrounds))
+        real = simulate_set(
+            3 * n_real_bg, seed=seed + 2, settings=s | {"background_fraction": 1.0},
+            keep_image=True, backgrounds=bgs,
+        )  # fmt: skip
     rows = []
     for det in detectors:
         thr = 0.3 if det == "classical" else threshold
-        pm = run_detector(det, main, model)
-        p14 = run_detector(det, sky14, model) if sky14 else []
-        tm = [x.boxes for x in main]
-        groups: list[tuple[str, str, list[int], list[np.ndarray], list[np.ndarray]]] = []
-        groups.append(("all", "all", list(range(len(main))), pm, tm))
-        for m in modes:
-            idx = [i for i, x in enumerate(main) if x.meta["mode"] == m]
-            groups.append(("mode", m, idx, pm, tm))
-        sky = np.array([x.meta["sky"] for x in main])
-        for name, sel in _bin_edges(sky, [13.5, 15.0, 17.0, 19.5]):
-            groups.append(("sky", name, list(np.nonzero(sel)[0]), pm, tm))
-        rate = np.array([x.meta["rate"] for x in main])
-        for name, sel in _bin_edges(rate, [4.0, 8.0, 14.0, 20.01]):
-            groups.append(("rate", name, list(np.nonzero(sel)[0]), pm, tm))
+        groups = group_rows(main, run_detector(det, main, model))
         if sky14:
-            t14 = [x.boxes for x in sky14]
-            groups.append(("sky14", "all", list(range(len(sky14))), p14, t14))
-            for m in modes:
-                idx = [i for i, x in enumerate(sky14) if x.meta["mode"] == m]
-                groups.append(("sky14", m, idx, p14, t14))
+            groups += group_rows(sky14, run_detector(det, sky14, model), "sky14", detail=False)
+        if real:
+            groups += group_rows(real, run_detector(det, real, model), "real_bg", detail=False)
         for g, b, idx, p, t in groups:
             if not idx:
                 continue
@@ -254,4 +365,5 @@ def evaluate_movers(
     tab = Table(rows=rows)
     tab.meta["held_out"] = {k: list(v) if isinstance(v, tuple) else v for k, v in s.items()}
     tab.meta["seed"] = seed
+    tab.meta["backgrounds"] = [Path(b).name for b in backgrounds or []]
     return tab

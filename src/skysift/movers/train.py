@@ -21,18 +21,34 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy import signal
 from torch.nn import functional as F
 
 from skysift.errors import InputError
-from skysift.movers.model import STRIDE, MoverMoE, expert_maps, make_inputs, prior_descriptor
-from skysift.movers.weights_io import save_moe
+from skysift.io.readers import read_frame
+from skysift.movers.model import (
+    STRIDE,
+    MoverMoE,
+    _robust,
+    expert_maps,
+    make_inputs,
+    prior_descriptor,
+)
+from skysift.movers.weights_io import load_moe, save_moe
 from skysift.simulation.detector import Detector
 from skysift.simulation.movers import simulate_fast_mover
 from skysift.simulation.optics import Telescope
 
 __all__ = [
+    "SHORT_TRAIL_DATA",
+    "SHORT_TRAIL_MODES",
+    "TRAIN_MODES",
+    "TRAIN_SETTINGS",
     "MoverSample",
     "TrainSettings",
+    "composite_background",
+    "line_kernel",
+    "load_backgrounds",
     "moe_loss",
     "mover_boxes",
     "simulate_set",
@@ -51,7 +67,23 @@ TRAIN_SETTINGS: dict[str, Any] = {
     "pixel_scale": 2.0,
     "read_noise": 5.0,
     "qe": 0.8,
+    # share of images whose mover trail is drawn from short_trail_range instead
+    # (short trails, where a trail and a round star look alike, are the hard case)
+    "short_trail_fraction": 0.0,
+    "short_trail_range": (4.0, 9.0),
+    # share of images composited on a crop of a real frame (when backgrounds are given)
+    "background_fraction": 0.35,
+    # strength of the real crop's noise relative to the simulated noise
+    "background_strength": (0.4, 1.0),
 }
+
+#: Modes of the shipped weights' training images, cycled.
+TRAIN_MODES = ("sidereal", "tracking", "intersection")
+
+#: The short-trail mix of the 2026-12 candidate (not shipped, see docs/movers.md):
+#: ``TrainSettings(modes=SHORT_TRAIL_MODES, data=SHORT_TRAIL_DATA)`` with real backgrounds.
+SHORT_TRAIL_MODES = ("sidereal", "intersection", "sidereal", "tracking", "intersection")
+SHORT_TRAIL_DATA: dict[str, Any] = {"fwhm_range": (1.0, 4.0), "short_trail_fraction": 0.35}
 
 
 @dataclass
@@ -104,12 +136,150 @@ def mover_boxes(truth: Any, fwhm: float) -> np.ndarray:
     return np.column_stack([x1, y1, x2, y2]).astype(float)
 
 
-def _one(rng: np.random.Generator, mode: str, s: dict[str, Any], keep_image: bool) -> MoverSample:
+def line_kernel(dx: float, dy: float) -> np.ndarray:
+    """A normalised kernel of a straight segment ``(dx, dy)`` px long, centred (bilinear samples).
 
+    Parameters
+    ----------
+    dx, dy : float
+        Segment vector, pixels.
+
+    Returns
+    -------
+    ndarray, shape (K, K)
+        Odd-sized, sum 1; ``[[1.0]]`` for a segment shorter than 0.5 px.
+    """
+    length = float(np.hypot(dx, dy))
+    if length < 0.5:
+        return np.ones((1, 1))
+    hs = int(np.ceil(max(abs(dx), abs(dy)) / 2.0)) + 1
+    k = np.zeros((2 * hs + 1, 2 * hs + 1))
+    t = np.linspace(-0.5, 0.5, max(int(np.ceil(4 * length)), 2) + 1)
+    xs, ys = hs + t * dx, hs + t * dy
+    x0, y0 = np.floor(xs).astype(int), np.floor(ys).astype(int)
+    fx, fy = xs - x0, ys - y0
+    for ox, oy, wt in ((0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)),
+                       (0, 1, (1 - fx) * fy), (1, 1, fx * fy)):  # fmt: skip
+        np.add.at(k, (y0 + oy, x0 + ox), wt)
+    return k / k.sum()
+
+
+def load_backgrounds(
+    paths: list[str | Path], *, exclude: dict[str, tuple[float, float, float, float]] | None = None
+) -> list[np.ndarray]:
+    """Real frames for compositing, as float32 images with excluded boxes set to NaN.
+
+    Parameters
+    ----------
+    paths : list of str or Path
+        Image files readable by :func:`skysift.io.readers.read_frame` (FITS, TIFF, ...).
+    exclude : dict, optional
+        File name -> box ``(x1, y1, x2, y2)`` (0-based pixels) to leave out (a
+        real streak, a mover): crops touching it are never drawn.
+
+    Returns
+    -------
+    list of ndarray, shape (H, W)
+
+    Raises
+    ------
+    InputError
+        For an empty list or an unreadable file (from the reader).
+    """
+    if not paths:
+        msg = "backgrounds must name at least one image file, got none"
+        raise InputError(msg)
+    out = []
+    for p in paths:
+        img = np.asarray(read_frame(str(p)).data, dtype=np.float32)
+        if img.ndim == 3:  # colour: the mean of the channels
+            img = img.mean(axis=-1)
+        box = (exclude or {}).get(Path(p).name)
+        if box is not None:
+            x1, y1, x2, y2 = (int(round(v)) for v in box)
+            img = img.copy()
+            img[max(y1, 0) : y2 + 1, max(x1, 0) : x2 + 1] = np.nan
+        out.append(img)
+    return out
+
+
+def composite_background(
+    image: np.ndarray,
+    background: np.ndarray,
+    star_motion: tuple[float, float],
+    strength: float,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Add a random crop of a real frame to a simulated image.
+
+    The crop is robustly z-scored, smeared along the star motion of the mode
+    (its real stars then trail like the simulated ones: a real frame with
+    point stars is a sidereal exposure) and added at ``strength`` times the
+    simulated image's robust noise, so the real stars, hot pixels, gradients
+    and noise texture come on top of the simulated scene.
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W)
+        Simulated image.
+    background : ndarray, shape (H_b, W_b)
+        Real frame (NaN where excluded), at least as large as ``image``.
+    star_motion : (float, float)
+        Star trail over the exposure on the detector, pixels.
+    strength : float
+        Real noise / simulated noise.
+    rng : numpy.random.Generator
+
+    Returns
+    -------
+    ndarray, shape (H, W)
+
+    Raises
+    ------
+    InputError
+        If the real frame is smaller than the image.
+    """
+    h, w = image.shape
+    hb, wb = background.shape
+    if hb < h or wb < w:
+        msg = f"background frame {hb}x{wb} is smaller than the image {h}x{w}"
+        raise InputError(msg)
+    crop = background[:h, :w]
+    for _ in range(20):  # a crop clear of excluded (NaN) pixels
+        y0, x0 = int(rng.integers(0, hb - h + 1)), int(rng.integers(0, wb - w + 1))
+        crop = background[y0 : y0 + h, x0 : x0 + w]
+        if np.isfinite(crop).all():
+            break
+    crop = np.nan_to_num(crop, nan=float(np.nanmedian(crop)))
+    cmed, csig = _robust(crop)
+    z = (crop - cmed) / csig
+    k = line_kernel(*star_motion)
+    if k.size > 1:
+        z = signal.fftconvolve(z, k, mode="same")
+    _, sig = _robust(np.asarray(image, dtype=np.float32))
+    return (np.asarray(image, dtype=np.float32) + strength * sig * z).astype(np.float32)
+
+
+def _star_motion(mode: str, rate: tuple[float, float], track: tuple[float, float] | None):
+    """Star trail over the 1 s exposure on the detector (minus the tracking rate)."""
+    if mode == "sidereal":
+        return (0.0, 0.0)
+    if mode == "tracking":
+        return (-rate[0], -rate[1])
+    return (-track[0], -track[1]) if track is not None else (0.0, 0.0)
+
+
+def _one(
+    rng: np.random.Generator, mode: str, s: dict[str, Any], keep_image: bool,
+    backgrounds: list[np.ndarray] | None = None,
+) -> MoverSample:  # fmt: skip
     fwhm = float(rng.uniform(*s["fwhm_range"]))
     sky = float(rng.uniform(*s["sky_range"]))
     mag = float(rng.uniform(*s["target_mag_range"]))
     trail = float(rng.uniform(*s["trail_range"]))
+    # extra draws only when asked for, so the held-out stream is unchanged
+    if s["short_trail_fraction"] > 0 and rng.uniform() < s["short_trail_fraction"]:
+        trail = float(rng.uniform(*s["short_trail_range"]))
     n_stars = int(rng.integers(s["n_stars_range"][0], s["n_stars_range"][1] + 1))
     ang = rng.uniform(0, 2 * np.pi)
     rate = (trail * np.cos(ang), trail * np.sin(ang))
@@ -130,17 +300,30 @@ def _one(rng: np.random.Generator, mode: str, s: dict[str, Any], keep_image: boo
         n_sub=4, target_mag=mag, target_rate=rate, track_rate=track, n_stars=n_stars,
         star_mag_range=(7.0, 15.0), sky_mag=sky, rng=rng,
     )  # fmt: skip
+    image = res.image
+    bg_used = False
+    if backgrounds and rng.uniform() < s["background_fraction"]:
+        bg = backgrounds[int(rng.integers(len(backgrounds)))]
+        image = composite_background(
+            image,
+            bg,
+            _star_motion(mode, rate, track),
+            float(rng.uniform(*s["background_strength"])),
+            rng,
+        )
+        bg_used = True
     tab = res.truth.table
     mv = tab[tab["type"] == "mover"]
     meta = {
+        "background": bg_used,
         "mode": mode, "sky": sky, "fwhm": fwhm, "n_stars": n_stars, "mag": mag,
         "rate": trail, "length": float(mv["length"][0]), "snr": float(mv["snr_tot"][0]),
     }  # fmt: skip
     return MoverSample(
-        x=make_inputs(res.image, res.prior),
+        x=make_inputs(image, res.prior),
         prior_vec=prior_descriptor(res.prior),
         boxes=mover_boxes(tab, fwhm),
-        image=res.image if keep_image else None,
+        image=image if keep_image else None,
         prior=res.prior if keep_image else None,
         meta=meta,
     )
@@ -153,6 +336,7 @@ def simulate_set(
     settings: dict[str, Any] | None = None,
     modes: tuple[str, ...] = ("sidereal", "tracking", "intersection"),
     keep_image: bool = False,
+    backgrounds: list[np.ndarray] | None = None,
 ) -> list[MoverSample]:
     """Simulate ``n`` images cycling over ``modes`` (seeded, reproducible).
 
@@ -166,6 +350,10 @@ def simulate_set(
     modes : tuple of str, optional
     keep_image : bool, optional
         Keep raw images and priors (for the baseline). Default False.
+    backgrounds : list of ndarray, optional
+        Real frames (:func:`load_backgrounds`); a ``background_fraction``
+        share of the images is composited on crops of them
+        (:func:`composite_background`). Default none.
 
     Returns
     -------
@@ -186,7 +374,8 @@ def simulate_set(
             raise InputError(msg)
         s[k] = v
     rng = np.random.default_rng(seed)
-    return [_one(rng, modes[i % len(modes)], s, keep_image) for i in range(int(n))]
+    bgs = list(backgrounds) if backgrounds else None
+    return [_one(rng, modes[i % len(modes)], s, keep_image, bgs) for i in range(int(n))]
 
 
 def _augment(x: np.ndarray, pv_kernel_free: np.ndarray, boxes: np.ndarray, k: int, flip: bool):
@@ -359,12 +548,22 @@ class TrainSettings:
     feat_channels: int = 32
     seed: int = 0
     num_threads: int = 1
+    #: modes of the training images, cycled
+    modes: tuple[str, ...] = TRAIN_MODES
+    #: weights to start from (a shipped name or a .safetensors path); None: from scratch
+    init: str | None = None
+    #: learning-rate warm-up steps
+    warmup: int = 100
+    #: overrides of :data:`TRAIN_SETTINGS` for the simulated data
+    data: dict[str, Any] = field(default_factory=dict)
 
 
 def train_movers(
     out_dir: str | Path | None = None,
     *,
     settings: TrainSettings | None = None,
+    backgrounds: list[str | Path] | None = None,
+    exclude: dict[str, tuple[float, float, float, float]] | None = None,
     log: Any = print,
 ) -> tuple[MoverMoE, dict[str, Any]]:
     """Train the mixture of experts on simulated images and (optionally) save the weights.
@@ -377,6 +576,12 @@ def train_movers(
         written when None.
     settings : TrainSettings, optional
         Recipe. Default :class:`TrainSettings`.
+    backgrounds : list of str or Path, optional
+        Real frames to composite a share of the training images on
+        (:func:`load_backgrounds`; e.g. star-tracker frames). Keep the frames
+        used for evaluation out of this list.
+    exclude : dict, optional
+        File name -> box ``(x1, y1, x2, y2)`` never cropped (a real streak).
     log : callable, optional
         Progress printer (``print`` by default; ``None`` for silence).
 
@@ -403,10 +608,20 @@ def train_movers(
     torch.set_num_threads(int(st.num_threads))
     torch.manual_seed(st.seed)
     t0 = time.time()
-    samples = simulate_set(st.n_train, seed=st.seed)
+    bgs = load_backgrounds(list(backgrounds), exclude=exclude) if backgrounds else None
+    samples = simulate_set(
+        st.n_train, seed=st.seed, settings=st.data, modes=tuple(st.modes), backgrounds=bgs
+    )
     t_sim = time.time() - t0
     say(f"simulated {len(samples)} images in {t_sim:.0f} s")
-    model = MoverMoE(width=st.width, feat_channels=st.feat_channels)
+    if st.init is not None:
+        model = load_moe(st.init)
+        model.train()
+        init_card = {"name": str(st.init), "sha256": model.card.get("sha256")}
+        say(f"starting from {st.init}")
+    else:
+        init_card = None
+        model = MoverMoE(width=st.width, feat_channels=st.feat_channels)
     opt = torch.optim.AdamW(model.parameters(), lr=st.lr, weight_decay=st.weight_decay)
     # the time budget covers the whole run, simulation included
     budget = max(st.max_minutes * 60 - t_sim, 30.0)
@@ -417,7 +632,9 @@ def train_movers(
     while step < st.max_steps and time.time() - t1 < budget:
         frac = min((time.time() - t1) / budget, step / st.max_steps)
         for g in opt.param_groups:  # cosine decay over the time/step budget, short warm-up
-            g["lr"] = st.lr * min(1.0, (step + 1) / 100) * 0.5 * (1 + np.cos(np.pi * frac))
+            g["lr"] = (
+                st.lr * min(1.0, (step + 1) / max(st.warmup, 1)) * 0.5 * (1 + np.cos(np.pi * frac))
+            )
         idx = rng.integers(0, len(samples), st.batch_size)
         x, pv, tg = _batch(samples, idx, rng, augment=True)
         out = model(x, pv)
@@ -428,19 +645,22 @@ def train_movers(
         opt.step()
         step += 1
         if step % 100 == 0:
-            say(f"step {step} {time.time() - t1:.0f}s loss {float(loss):.3f} "
+            say(f"step {step} {time.time() - t1:.0f}s loss {float(loss.detach()):.3f} "
                 + " ".join(f"{k}={v:.3f}" for k, v in parts.items()))  # fmt: skip
     model.eval()
     info = {
         "settings": st.__dict__.copy(),
-        "data": dict(TRAIN_SETTINGS),
+        "data": dict(TRAIN_SETTINGS) | dict(st.data),
         "steps": step,
         "simulate_s": round(t_sim, 1),
         "train_s": round(time.time() - t1, 1),
         "total_s": round(time.time() - t0, 1),
         "last_losses": parts,
     }
-    info["data"]["shape"] = list(info["data"]["shape"])
+    info["data"] = {k: list(v) if isinstance(v, tuple) else v for k, v in info["data"].items()}
+    info["settings"]["modes"] = list(st.modes)
+    info["backgrounds"] = [Path(b).name for b in backgrounds or []]
+    info["init"] = init_card
     if out_dir is not None:
         save_moe(model, Path(out_dir) / "mover_moe.safetensors", info)
     return model, info
