@@ -109,12 +109,15 @@ def _frames(inputs: Any) -> list[Any]:
     return out
 
 
-def _wcs_of(frame: Any, calibrate: bool) -> Any:
+def _wcs_of(frame: Any, calibrate: bool, pixel_scale: float | None = None) -> Any:
+    """The frame's celestial WCS: from its file, else (``calibrate``) from a plate solve."""
     wcs = frame.meta.get("wcs") if isinstance(frame.meta, dict) else None
     if wcs is not None or not calibrate:
         return wcs
+    # the field width from the pixel scale is the plate solver's hint (tetra3rs' FOV range)
+    fov = None if pixel_scale is None else float(pixel_scale) * frame.data.shape[1] / 3600.0
     try:
-        res = calibrate_frame(frame, mode="narrow")
+        res = calibrate_frame(frame, mode="narrow", fov_deg=fov)
     except SkysiftError as err:
         warnings.warn(f"plate solve failed for {frame.name}: {err}", UserWarning, stacklevel=3)
         return None
@@ -268,7 +271,7 @@ def run_movers(
     psf_fwhm : float, optional
         PSF FWHM in pixels. Default 2.5.
     rate_range : (float, float), optional
-        Shift-and-stack rates, pixels per frame. Default (0, 5).
+        Shift-and-stack rates, pixels per frame (per ``cadence_s``). Default (0, 5).
     n_rates, n_angles : int, optional
         Shift-and-stack velocity grid. Defaults 26 × 72.
     method : {"auto", "moe", "classical", "stack"}, optional
@@ -277,7 +280,9 @@ def run_movers(
         shift-and-stack and difference-image tracklets with ≥ 5 frames;
         ``"classical"``: the same with the classical per-frame detector;
         ``"moe"``: the mixture per frame only (unregistered frames);
-        ``"stack"``: shift-and-stack only (≥ 3 registered frames).
+        ``"stack"``: shift-and-stack only (≥ 3 registered frames). With ≥ 3
+        frames, per-frame detections found at one place in half the frames
+        are dropped as static (not in target-tracking mode).
     star_trail : (float, float), optional
         Star trail vector over one exposure, pixels, for the MoE prior
         (default: measured from the frame's bright sources in every mode;
@@ -289,7 +294,9 @@ def run_movers(
     calibrate : bool, optional
         Plate-solve frames without a WCS with :func:`skysift.calibrate`. Default False.
     cadence_s : float, optional
-        Seconds between frames when the files carry no times. Default 1.
+        Seconds per frame, the unit of ``rate_range``: default the median
+        interval of the frames' times, or 1 s when they carry none. Detections
+        keep their frames' own times.
     stn : str, optional
         MPC observatory code for the ADES file. Default "500" (geocentre: replace it).
     ast_cat : str, optional
@@ -329,7 +336,11 @@ def run_movers(
     times = [f.mid_time for f in frames]
     have_times = all(t is not None for t in times)
     tsec = np.array([(t - times[0]).sec for t in times]) if have_times else np.arange(n) * cadence
-    wcs = [_wcs_of(f, calibrate) for f in frames]
+    if have_times and cadence_s is None and n > 1:
+        # rates are per frame: the frame unit is the median interval of the frames' own times
+        step = float(np.median(np.diff(tsec)))
+        cadence = step if step > 0 else 1.0
+    wcs = [_wcs_of(f, calibrate, pixel_scale) for f in frames]
     per_frame = method in ("moe", "classical") or (method == "auto")
     model = None
     used = method
@@ -367,6 +378,10 @@ def run_movers(
                 t["method"] = np.array([used] * len(t), dtype="U12")
                 t["tracklet"] = np.full(len(t), -1)
                 tables.append(t)
+            if n >= 3 and mode != "tracking" and tables:
+                # in a registered sequence a mover is not at one pixel in most frames (except
+                # in target-tracking mode, where the target is the static point)
+                tables = _drop_static(tables, n, fwhm)
         traj = Table()
         if (n >= 5 and method in ("auto", "classical")) or method == "stack":
             cube = np.stack([f.data for f in frames])
@@ -397,6 +412,34 @@ def run_movers(
     if out_dir is not None:
         _write(result, frames, Path(out_dir), overlays, stn, config["ast_cat"])
     return result
+
+
+def _drop_static(tables: list[Table], n: int, fwhm: float) -> list[Table]:
+    """Per-frame detections minus the static ones of a registered sequence.
+
+    Static: a nearest detection within ``r = max(2 FWHM, 3)`` px in at least
+    ``max(2, (n - 1) / 2)`` other frames, all within ``max(FWHM / 2, 1)`` px of
+    their median position (a star or defect; a mover's matches drift along its
+    track: movers slower than ~FWHM / (n / 2) px per frame look static).
+    """
+    xy = [np.column_stack([np.asarray(t["x"], float), np.asarray(t["y"], float)]) for t in tables]
+    r, tol = max(2.0 * fwhm, 3.0), max(0.5 * fwhm, 1.0)
+    need = max(2, int(np.ceil((n - 1) / 2)))
+    out = []
+    for i, t in enumerate(tables):
+        static = np.zeros(len(t), bool)
+        for a in range(len(t)):
+            pts = [xy[i][a]]
+            for j, other in enumerate(xy):
+                if j != i and len(other):
+                    d = np.hypot(other[:, 0] - xy[i][a, 0], other[:, 1] - xy[i][a, 1])
+                    if d.min() <= r:
+                        pts.append(other[np.argmin(d)])
+            if len(pts) - 1 >= need:
+                p = np.array(pts)
+                static[a] = np.hypot(*(p - np.median(p, axis=0)).T).max() <= tol
+        out.append(t[~static])
+    return out
 
 
 def _trajectory_rows(traj: Table, t: np.ndarray, fwhm: float, frames: list[Any]) -> Table:
