@@ -19,12 +19,24 @@ instrumental light curve). Scores per clip, against the simulator's truth:
 * light-curve RMS: ``inst_mag - (-2.5 log10 truth_flux)`` over the found,
   unsaturated frames, less its median (the zero point is unknown), in mag;
 * saturated frames: truth-saturated frames flagged / all truth-saturated
-  frames (among the found ones), and false flags.
+  frames, and false flags (flagged frames the truth calls unsaturated). The
+  truth is the simulator's: a pixel of the head's mask reached 255 before
+  clipping, shot and read noise included (so a head whose noise-free peak
+  is 238 ADU can "saturate" through one noisy pixel). Beside it, the light
+  that clipping removed: frames losing >= 1 % of the head's flux (>= 0.01
+  mag, the ones whose magnitude is a bright limit) are counted separately
+  ("clipped >= 1 %"). Unflagged saturated frames and false flags are listed
+  per clip with the measured peak.
 
 Targets (issue 15): head found in >= 95 % of frames, RMS <= 0.25 mag,
 every saturated frame flagged.
 
 Usage: python benchmarks/bolide_real_like.py [--clips 20] [--out DIR] [--method auto]
+
+``--kinds N [--seeds 3]`` instead scores :mod:`skysift.bolide.kinds` on N
+simulated 320x240 H.264 clips per kind (meteor, aircraft, satellite; see
+:func:`kind_clip`) per seed: the confusion counts, median and worst over seeds
+("none": nothing tracked, right for an aircraft or a satellite).
 """
 
 from __future__ import annotations
@@ -100,9 +112,17 @@ def make_clip(k: int, out: Path):
     n_frames = int(math.ceil((dur + 0.6) * FPS))
     video = MeteorVideo(
         sky, meteor, n_frames=n_frames, fps=FPS, zero_point=ZP, gain=2.0, noise_sigma=noise,
-        saturation=255.0, mask_threshold=5 * noise,
+        saturation=None, mask_threshold=5 * noise,
     )  # fmt: skip
+    # rendered unclipped (same random draws), clipped here: the truth also gets the clipped light
     cube, truth = video.render(rng=rng)
+    over = np.clip(cube - 255.0, 0, None)
+    truth["saturated"] = [bool(np.any(cube[i][m] >= 255.0)) for i, m in
+                          zip(truth["frame"], truth["mask"], strict=True)]  # fmt: skip
+    truth["clipped_fraction"] = [
+        float(over[i][m].sum() / f) if f > 0 else 0.0
+        for i, m, f in zip(truth["frame"], truth["mask"], truth["flux"], strict=True)
+    ]
     cube8 = np.clip(np.round(cube), 0, 255).astype(np.uint8)
     scale = 0.35 * w / 320
     for i in range(n_frames):
@@ -123,28 +143,165 @@ def make_clip(k: int, out: Path):
     return path, truth, params
 
 
+def encode(cube8: np.ndarray, path: Path, kbps: int) -> Path:
+    """Burn in the overlays and encode an 8-bit (T, H, W) cube with H.264 (format from the suffix)."""
+    t, h, w = cube8.shape
+    scale = 0.35 * w / 320
+    for i in range(t):
+        cv2.putText(cube8[i], f"2015/03/14 23:46:{52 + i // 25:02d} {int(40 * i) % 1000:03d} LT",
+                    (2, h - 3), cv2.FONT_HERSHEY_SIMPLEX, scale, 255, 1)  # fmt: skip
+    cmd = [ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "gray",
+           "-s", f"{w}x{h}", "-r", f"{FPS:g}", "-i", "-", "-c:v", "libx264", "-b:v", f"{kbps}k",
+           "-pix_fmt", "yuv420p", "-f", path.suffix[1:], str(path)]  # fmt: skip
+    subprocess.run(cmd, input=np.ascontiguousarray(cube8).tobytes(), check=True)
+    return path
+
+
+def kind_clip(kind: str, seed: int, out: Path) -> tuple[Path, dict]:
+    """A 320x240 H.264 clip of 3 s with one meteor, aircraft or satellite (issue 15, item 3).
+
+    Meteors as :func:`make_clip` (slow 15-60 px/s or fast 100-400 px/s, rising
+    and fading inside the clip). Satellites and aircraft as the negatives of
+    :mod:`skysift.bolide.training_data`: 0.1-1.5 px/frame on a straight line
+    across the whole clip; a satellite at constant brightness (5-60 noise
+    sigma at the peak pixel), an aircraft a strobe flashing every 2-7 frames
+    (one frame on, 5-300 sigma) with, in half the clips, a steady navigation
+    light of 3-15 sigma.
+    """
+    rng = np.random.default_rng(seed)
+    h, w = 240, 320
+    sky, fwhm = fisheye_sky((h, w), rng)
+    noise = rng.uniform(1.5, 3.0)
+    n_frames = 75
+    sig = fwhm / 2.3548
+    meteors = []
+    params: dict = {"kind": kind}
+    if kind == "meteor":
+        slow = rng.random() < 0.4
+        speed = rng.uniform(15, 60) if slow else rng.uniform(100, 400)
+        dur = rng.uniform(1.0, 2.2) if slow else rng.uniform(0.4, 1.2)
+        a = rng.uniform(0, 2 * np.pi)
+        x0, y0 = w / 2 + rng.uniform(-0.25, 0.25) * w, h / 2 + rng.uniform(-0.2, 0.2) * h
+        length = min(speed * dur, 0.6 * w)
+        x1 = float(np.clip(x0 + length * math.cos(a), 0.1 * w, 0.9 * w))
+        y1 = float(np.clip(y0 + length * math.sin(a), 0.1 * h, 0.8 * h))
+        smear = max(speed / FPS, 1.0)
+        peak_flux = rng.uniform(40, 900) * 2.5 * sig * (smear + fwhm)
+        lc = LightCurve.meteor(ZP - 2.5 * math.log10(peak_flux * FPS), dur,
+                               peak_fraction=rng.uniform(0.4, 0.75))  # fmt: skip
+        meteors.append(Meteor((x0, y0), (x1, y1), speed=speed, light_curve=lc,
+                              t_start_s=rng.uniform(0.2, 0.6), psf=fwhm))  # fmt: skip
+        params["speed_px_frame"] = speed / FPS
+    else:
+        v = rng.uniform(0.1, 1.5)  # px/frame
+        ang = rng.uniform(0, 2 * np.pi)
+        cx, cy = w / 2 + rng.uniform(-0.2, 0.2) * w, h / 2 + rng.uniform(-0.2, 0.2) * h
+        half = v * n_frames / 2 + 2
+        start = (cx - half * math.cos(ang), cy - half * math.sin(ang))
+        end = (cx + half * math.cos(ang), cy + half * math.sin(ang))
+        params["speed_px_frame"] = v
+        if kind == "satellite":
+            peak = math.exp(rng.uniform(math.log(5), math.log(60))) * noise
+            flux = peak * 2 * np.pi * sig * sig * max(1.0, v / (math.sqrt(2 * np.pi) * sig))
+            meteors.append(Meteor(start, end, speed=v * FPS, light_curve=ZP - 2.5 *
+                                  math.log10(flux * FPS), t_start_s=-1e-3, psf=fwhm))  # fmt: skip
+    video = MeteorVideo(
+        sky, meteors or [], n_frames=n_frames, fps=FPS, zero_point=ZP, gain=2.0,
+        noise_sigma=noise, saturation=None, mask_threshold=5 * noise,
+    ) if meteors else None  # fmt: skip
+    if video is not None:
+        cube, _ = video.render(rng=rng)
+    else:
+        cube = sky + rng.normal(0, noise, (n_frames, h, w)).astype(np.float32)
+    if kind == "aircraft":
+        yy, xx = np.mgrid[:h, :w].astype(np.float32)
+        period = int(rng.integers(2, 8))
+        amp = math.exp(rng.uniform(math.log(5), math.log(300))) * noise
+        nav = rng.uniform(3, 15) * noise if rng.random() < 0.5 else 0.0
+        phase = int(rng.integers(0, period))
+        for i in range(n_frames):
+            x = start[0] + (end[0] - start[0]) * (i + 0.5) / n_frames
+            y = start[1] + (end[1] - start[1]) * (i + 0.5) / n_frames
+            a_i = nav + (amp if (i + phase) % period == 0 else 0.0)
+            cube[i] += a_i * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * sig * sig))
+        params.update(period=period, strobe_sigma=amp / noise, nav_sigma=nav / noise)
+    cube8 = np.clip(np.round(cube), 0, 255).astype(np.uint8)
+    path = encode(cube8, out / f"{kind}_{seed}.mp4", int(rng.uniform(300, 800)))
+    return path, params
+
+
+def run_kinds(n: int, seeds: list[int], out: Path, method: str) -> None:
+    """Confusion counts of :mod:`skysift.bolide.kinds` on simulated clips, per seed."""
+    from collections import Counter
+
+    kinds = ("meteor", "aircraft", "satellite")
+    cols = ("meteor", "aircraft", "satellite", "unknown", "none")
+    per_seed = []
+    for seed in seeds:
+        conf = {k: Counter() for k in kinds}
+        for j, kind in enumerate(kinds):
+            for i in range(n):
+                path, p = kind_clip(kind, 10_000 * seed + 100 * j + i, out)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # no site/time, maybe nothing found
+                    res = run_bolide(path, method=method, overlays=False)
+                got = (
+                    str(res.rejected["kind"][0]) if res.rejected is not None
+                    else str(res.lightcurve["kind"][0]) if len(res.lightcurve) else "none"
+                )  # fmt: skip
+                conf[kind][got] += 1
+                verdict = [m for m in res.messages if m.startswith("kind:")]
+                print(f"seed {seed} {kind:9s} -> {got:9s} {p} {verdict}", flush=True)
+        per_seed.append(conf)
+        print(f"seed {seed}: " + "; ".join(
+            f"{k}: " + " ".join(f"{c}={conf[k][c]}" for c in cols) for k in kinds
+        ), flush=True)  # fmt: skip
+    print(f"CONFUSION over {len(seeds)} seeds x {n} clips per kind (median [worst] per seed):")
+    for k in kinds:
+        right = [c[k][k] if k == "meteor" else c[k][k] + c[k]["none"] for c in per_seed]
+        meteor_calls = [c[k]["meteor"] for c in per_seed]
+        print(
+            f"  {k:9s} " + " ".join(
+                f"{c}={np.median([s[k][c] for s in per_seed]):g}" for c in cols
+            ) + f"  | correct (non-meteors: or not tracked) median {np.median(right):g} "
+            f"worst {min(right)}/{n}; called meteor: median {np.median(meteor_calls):g} "
+            f"worst {max(meteor_calls) if k != 'meteor' else min(meteor_calls)}"
+        )  # fmt: skip
+
+
 def score(lc, truth, speed: float) -> dict:
     tr = {int(r["frame"]): r for r in truth if r["visible"]}
     tol = 3.0 + speed / FPS
     found, errs, sat_t, sat_f, false_sat = 0, [], 0, 0, 0
+    clip_t = clip_f = 0
+    missed, false = [], []
     rows = {int(r["frame"]): r for r in lc}
     for f, t in tr.items():
-        if t["saturated"]:
-            sat_t += 1
+        clipped = float(t["clipped_fraction"]) >= 0.01
+        sat_t += int(bool(t["saturated"]))
+        clip_t += int(clipped)
         r = rows.get(f)
         if r is None or math.hypot(r["x"] - t["x"], r["y"] - t["y"]) > tol:
+            if t["saturated"]:
+                missed.append(f"{f}:not tracked")
             continue
         found += 1
+        clip_f += int(clipped and bool(r["saturated"]))
         if t["saturated"]:
             sat_f += int(bool(r["saturated"]))
+            if not r["saturated"]:
+                missed.append(f"{f}:peak {float(r['peak']):.0f}")
         elif r["saturated"]:
             false_sat += 1
+            false.append(f"{f}:peak {float(r['peak']):.0f}")
         elif r["flux"] > 0 and t["flux"] > 0:
             errs.append(float(r["inst_mag"]) + 2.5 * math.log10(float(t["flux"])))
     e = np.asarray(errs)
     rms = float(np.sqrt(np.mean((e - np.median(e)) ** 2))) if e.size >= 2 else float("nan")
     return {"n_truth": len(tr), "n_found": found, "rms_mag": rms, "n_unsat": int(e.size),
-            "sat_truth": sat_t, "sat_flagged": sat_f, "false_sat": false_sat}  # fmt: skip
+            "sat_truth": sat_t, "sat_flagged": sat_f, "false_sat": false_sat,
+            "clip_truth": clip_t, "clip_flagged": clip_f, "missed": missed,
+            "false": false}  # fmt: skip
 
 
 def main() -> None:
@@ -152,6 +309,13 @@ def main() -> None:
     ap.add_argument("--clips", type=int, default=20)
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--method", default="auto")
+    ap.add_argument(
+        "--kinds",
+        type=int,
+        default=0,
+        help="instead: N clips per kind (meteor/aircraft/satellite) per seed",
+    )
+    ap.add_argument("--seeds", type=int, default=3)
     args = ap.parse_args()
     try:
         import torch
@@ -161,7 +325,11 @@ def main() -> None:
         pass
     out = args.out or Path(tempfile.mkdtemp(prefix="bolide_real_like_"))
     out.mkdir(parents=True, exist_ok=True)
-    tot = {"n_truth": 0, "n_found": 0, "sat_truth": 0, "sat_flagged": 0, "false_sat": 0}
+    if args.kinds:
+        run_kinds(args.kinds, list(range(1, args.seeds + 1)), out, args.method)
+        return
+    tot = {"n_truth": 0, "n_found": 0, "sat_truth": 0, "sat_flagged": 0, "false_sat": 0,
+           "clip_truth": 0, "clip_flagged": 0}  # fmt: skip
     rms_all, sq = [], []
     for k in range(args.clips):
         path, truth, p = make_clip(k, out)
@@ -179,7 +347,9 @@ def main() -> None:
             f"{path.name:28s} {p['speed_px_s']:6.0f} px/s peak {p['peak_px']:4.0f} ADU  "
             f"found {s['n_found']:3d}/{s['n_truth']:3d}  RMS {s['rms_mag']:.3f} mag "
             f"({s['n_unsat']} unsat)  sat {s['sat_flagged']}/{s['sat_truth']} "
-            f"false {s['false_sat']}  {time.perf_counter() - t0:.1f} s",
+            f"false {s['false_sat']}  {time.perf_counter() - t0:.1f} s"
+            + (f"  unflagged [{', '.join(s['missed'])}]" if s["missed"] else "")
+            + (f"  false [{', '.join(s['false'])}]" if s["false"] else ""),
             flush=True,
         )
     pooled = math.sqrt(sum(a * n for a, n in sq) / max(1, sum(n for _, n in sq)))
@@ -187,7 +357,8 @@ def main() -> None:
         f"TOTAL {args.clips} clips: head found {tot['n_found']}/{tot['n_truth']} "
         f"({100 * tot['n_found'] / max(1, tot['n_truth']):.1f} %), light-curve RMS pooled "
         f"{pooled:.3f} mag, median per clip {np.median(rms_all):.3f} mag; saturated flagged "
-        f"{tot['sat_flagged']}/{tot['sat_truth']}, false flags {tot['false_sat']}"
+        f"{tot['sat_flagged']}/{tot['sat_truth']}, false flags {tot['false_sat']}; "
+        f"clipped >= 1 % flagged {tot['clip_flagged']}/{tot['clip_truth']}"
     )
 
 

@@ -282,7 +282,8 @@ def bolide_task(
         ``calibration`` (calibration image, or a kept ``calibration.pkl`` of the
         camera, reused as it is; default: the clip's median stack), ``site``,
         ``time``, ``fps``, ``pairs``, ``method`` (default ``"auto"``), ``overlays``
-        (default True), as for :func:`skysift.bolide.pipeline.run_bolide`.
+        (default True), ``height_km``, ``platepar``, ``interlaced`` (default
+        ``"no"``), as for :func:`skysift.bolide.pipeline.run_bolide`.
 
     Returns
     -------
@@ -302,6 +303,7 @@ def bolide_task(
         time=params.get("time"), fps=params.get("fps"), pairs=params.get("pairs"),
         method=str(params.get("method", "auto")), overlays=bool(params.get("overlays", True)),
         height_km=params.get("height_km"), platepar=params.get("platepar"),
+        interlaced=str(params.get("interlaced", "no")),
     )  # fmt: skip
     return {k: str(v) for k, v in result.files.items()}
 

@@ -31,11 +31,14 @@ from skysift.measurement.photometry import gaussian_photometry
 
 __all__ = [
     "GreatCircleTrajectory",
+    "LOSSY_8BIT_MARGIN",
     "Trajectory",
+    "clip_saturation",
     "empty_photometry",
     "fit_great_circle",
     "fit_trajectory",
     "head_photometry",
+    "saturation_margin",
     "track_head",
 ]
 
@@ -391,7 +394,7 @@ def head_photometry(
         PSF FWHM, px. Default 3.
     saturation : float, optional
         Saturation level (ADU); frames with an aperture pixel at or above
-        ``saturation - max(0.001 saturation, 3 noise)`` are flagged.
+        ``saturation -`` :func:`saturation_margin` are flagged.
     gain : float, optional
         e-/ADU for the head's shot noise; without it ``flux_err`` holds the
         background noise only.
@@ -458,10 +461,10 @@ def head_photometry(
             cx, cy = trajectory.point(lead)
             cx, cy = float(cx), float(cy)
         peak = float(np.nanmax(frame[y0:y1, x0:x1][ap])) if ap.any() else np.nan
-        # a peak within 3 noise sigmas of the ceiling is a clipped pixel (lossy 8-bit video
-        # blurs a clipped head to a few ADU below it)
+        # a peak near the ceiling is a clipped pixel (lossy 8-bit video blurs a clipped head
+        # to a few ADU below it): see saturation_margin
         sat = bool(
-            saturation is not None and peak >= saturation - max(0.001 * saturation, 3 * noise)
+            saturation is not None and peak >= saturation - saturation_margin(saturation, noise)
         )
         g = _gauss(diff, cx - x0, cy - y0, fwhm, noise)
         rows.append(
@@ -483,6 +486,71 @@ def head_photometry(
     if not rows:
         return empty_photometry()
     return Table(rows=rows, names=[n for n, _ in _PHOT_COLUMNS])
+
+
+#: Largest drop, as a fraction of the 8-bit range, of a clipped head's peak in lossy video.
+LOSSY_8BIT_MARGIN = 0.025
+
+
+def saturation_margin(saturation: float, noise: float) -> float:
+    """How far below the saturation level a head's peak still counts as clipped (ADU).
+
+    ``max(0.001 saturation, 3 noise)``, and for 8-bit data (``saturation <=
+    255``) at least ``LOSSY_8BIT_MARGIN x saturation`` (6.4 ADU): H.264 /
+    XviD / JPEG compression of a clipped head of a few pixels lowers its
+    decoded peak by up to about 6 ADU at the bit rates of meteor cameras
+    (measured on ``benchmarks/bolide_real_like.py``, 300 kbit/s - 2 Mbit/s:
+    the truth-clipped heads decoded to 249-255, but for one whose only
+    clipped pixel was a shot-noise spike, 0.1 % of its light, at 235), so a
+    3-sigma margin alone misses them.
+
+    Parameters
+    ----------
+    saturation : float
+        The clip level, ADU.
+    noise : float
+        Noise sigma of ``frame - background`` per pixel, ADU.
+
+    Returns
+    -------
+    float
+        The margin, ADU (>= 0).
+    """
+    margin = max(0.001 * saturation, 3.0 * noise)
+    if saturation <= 255.0:
+        margin = max(margin, LOSSY_8BIT_MARGIN * saturation)
+    return float(margin)
+
+
+def clip_saturation(cube: np.ndarray) -> float | None:
+    """Saturation level of a clip: the clipped value shared by >= 3 pixels, else 255 for 8-bit.
+
+    :func:`skysift.detection.stars.estimate_saturation` of the clip's
+    per-pixel maximum finds a level shared by at least 3 pixels. Lossy 8-bit
+    video whose brightest head was blurred below 255 shows no such level:
+    integer data within 0..255 then takes 255 (the format's ceiling).
+
+    Parameters
+    ----------
+    cube : ndarray, shape (T, H, W) or (H, W)
+
+    Returns
+    -------
+    float or None
+        None for non-8-bit data without a clipped level.
+    """
+    top = np.asarray(cube, np.float32)
+    top = top.max(axis=0) if top.ndim == 3 else top
+    finite = top[np.isfinite(top)]
+    if finite.size == 0:
+        return None
+    vmax = float(finite.max())
+    if np.count_nonzero(finite >= vmax) >= 3:
+        return vmax
+    sample = finite[:: max(1, finite.size // 50_000)]
+    if vmax <= 255.0 and finite.min() >= 0 and np.all(sample == np.round(sample)):
+        return 255.0
+    return None
 
 
 #: Columns of :func:`head_photometry` and their types.

@@ -49,10 +49,13 @@ from skysift.bolide.detection import (
     clip_background,
     difference_noise,
 )
+from skysift.bolide.ffphot import ff_clip_photometry
 from skysift.bolide.gmn_export import apply_platepar
+from skysift.bolide.kinds import classify_lightcurve
 from skysift.bolide.learned import BolideSegmenter
 from skysift.bolide.measurement import (
     Trajectory,
+    clip_saturation,
     empty_photometry,
     fit_great_circle,
     fit_trajectory,
@@ -74,10 +77,10 @@ from skysift.calibration.photometric import airmass as airmass_of
 from skysift.calibration.pipeline import calibrate
 from skysift.calibration.platepar import Platepar, read_platepar
 from skysift.detection.masks import sky_mask
-from skysift.detection.stars import estimate_saturation
 from skysift.errors import InputError, NoDetectionsWarning, SkysiftError
 from skysift.io import read_frame, read_sequence
 from skysift.io.frame import Frame, FrameSequence, Site
+from skysift.io.video import FIELD_ORDERS, field_sequence
 
 __all__ = [
     "BolideResult",
@@ -112,7 +115,8 @@ class BolideResult:
     lightcurve : astropy.table.Table
         One row per frame where the head was tracked: :data:`LIGHTCURVE_COLUMNS`
         then ``inst_mag``, ``flux_gauss``, ``flux_gauss_err``, ``peak``,
-        ``n_aperture``, ``airmass``. Empty when no bolide was found.
+        ``n_aperture``, ``airmass``, ``ang_speed`` and ``kind`` (meteor or
+        unknown). Empty when no bolide was found.
     motion : MotionZone
     trajectory : Trajectory or None
     calibration : CalibrationResult or None
@@ -130,6 +134,9 @@ class BolideResult:
         Warnings worth showing in the report.
     timings : dict str -> float
         Seconds per stage.
+    rejected : astropy.table.Table or None
+        The track of an aircraft or a satellite (:mod:`skysift.bolide.kinds`),
+        taken out of ``lightcurve``: it is not a bolide.
     """
 
     lightcurve: Table
@@ -148,6 +155,7 @@ class BolideResult:
     saturation: float | None = None
     site: Site | None = None
     height_km: float | None = None
+    rejected: Table | None = None
 
     @property
     def found(self) -> bool:
@@ -373,6 +381,7 @@ def run_bolide(
     max_wake_frames: int = 10,
     height_km: float | None = None,
     platepar: str | os.PathLike[str] | Platepar | None = None,
+    interlaced: str = "no",
     progress: Progress | None = None,
 ) -> BolideResult:
     """Calibrated light curve of the bolide in a video.
@@ -427,6 +436,12 @@ def run_bolide(
         :func:`skysift.calibration.platepar.read_platepar`): the head's
         ``ra``, ``dec``, ``alt``, ``az`` come from it, row by row at each
         frame's UTC time (needs ``time``); its site stands in for ``site``.
+    interlaced : {"no", "tff", "bff"}, optional
+        Interlaced analogue video: each frame is split into its two fields
+        (top field first or bottom field first), each a time sample half a
+        frame period after the other, rows interpolated back to full height
+        (:func:`skysift.io.video.field_sequence`); the light curve's
+        ``frame`` then counts fields. Default "no" (progressive).
     progress : callable, optional
         ``progress(stage, fraction)`` with stage one of "read", "calibrate",
         "motion", "segment", "measure", "write".
@@ -459,7 +474,7 @@ def run_bolide(
     if platepar is not None and site is None:
         site = platepar.site
     report("read", 0.0)
-    clip = read_clip(video, site=site, time=time, fps=fps)
+    clip = read_clip(video, site=site, time=time, fps=fps, interlaced=interlaced)
     timings["read"] = _time.perf_counter() - t0
     report("read", 1.0)
 
@@ -485,7 +500,7 @@ def run_bolide(
     t1 = _time.perf_counter()
     noise = clip_noise(clip, sky)
     if saturation is None:
-        saturation = estimate_saturation(clip.cube.max(axis=0))
+        saturation = clip_saturation(clip.cube)  # 255 for 8-bit video without a clipped level
     masks: dict[int, np.ndarray] = {}
     if motion.found:
         masks = segment_bolide(
@@ -508,6 +523,10 @@ def run_bolide(
         lc = apply_platepar(lc, platepar)
         messages.append("sky positions from the GMN platepar")
     lc = add_science_columns(lc, site=clip.site, height_km=height_km)
+    # meteor, aircraft or satellite (skysift.bolide.kinds): non-meteors are no bolides
+    lc, rejected, _ = classify_lightcurve(
+        lc, fps=clip.fps, n_frames=len(clip.cube), messages=messages
+    )
     timings["measure"] = _time.perf_counter() - t1
     report("measure", 1.0)
 
@@ -515,7 +534,7 @@ def run_bolide(
         lightcurve=lc, motion=motion, trajectory=traj, calibration=cal, masks=masks,
         method=method, fps=clip.fps, n_frames=len(clip.cube), messages=messages,
         timings=timings, background=clip.background, noise=noise, saturation=saturation,
-        site=clip.site, height_km=height_km,
+        site=clip.site, height_km=height_km, rejected=rejected,
     )  # fmt: skip
     if out_dir is not None:
         t1 = _time.perf_counter()
@@ -568,14 +587,23 @@ def read_clip(
     site: Site | tuple[float, float, float] | None = None,
     time: Time | str | None = None,
     fps: float | None = None,
+    interlaced: str = "no",
 ) -> Clip:
     """Read a clip and settle its frame rate, site and start time (stage 1 of :func:`run_bolide`).
+
+    ``interlaced`` ("tff" / "bff") splits each frame into its two fields
+    (:func:`skysift.io.video.field_sequence`): the clip's frames are then
+    the fields, at twice the frame rate.
 
     Raises
     ------
     InputError
-        For an unreadable video, fewer than 3 frames or an unknown frame rate.
+        For an unreadable video, fewer than 3 frames, an unknown frame rate
+        or an unknown ``interlaced`` value.
     """
+    if interlaced not in FIELD_ORDERS:
+        msg = f"interlaced must be one of {list(FIELD_ORDERS)}, got {interlaced!r}"
+        raise InputError(msg)
     start_time = _as_time(time)
     seq = (
         video
@@ -595,6 +623,9 @@ def read_clip(
             where = f" of {seq.path}" if seq.path else ""
             msg = f"the frame rate{where} is unknown: give fps (--fps)"
             raise InputError(msg)
+    if interlaced != "no":  # each field a time sample of its own
+        seq = field_sequence(seq, interlaced, fps=fps)
+        fps = float(seq.fps)
     if site is not None and not isinstance(site, Site):
         site = Site(*site)
     site = site or seq[0].site
@@ -770,6 +801,8 @@ def measure_bolide(
             {i: cube[i] for i in masks}, background, masks, track, traj,
             noise=noise, fwhm=_fwhm(cal), saturation=saturation, gain=gain,
         )  # fmt: skip
+        # an FF file's frames lost their PSF wings to their neighbours (skysift.bolide.ffphot)
+        phot = ff_clip_photometry(clip.sequence, phot, traj, fwhm=_fwhm(cal), messages=messages)
     if phot is None or len(phot) == 0:
         if motion_found and messages is not None:
             messages.append("motion found, but no bolide head was tracked")

@@ -378,6 +378,8 @@ def science_summary(result: Any) -> dict[str, Any]:
     """The meteor-science block of ``summary.json`` and the report (see the module docstring)."""
     lc = result.lightcurve
     d: dict[str, Any] = {"peak": peak_summary(lc), "peak_text": peak_wording(lc)}
+    # meteor / aircraft / satellite / unknown (skysift.bolide.kinds; None: nothing tracked)
+    d["kind"], d["kind_reason"] = lc.meta.get("kind"), lc.meta.get("kind_reason")
     d.update(onset_duration(lc, result.fps))
     _, mean = angular_speed(lc) if len(lc) else (None, None)
     d["angular_speed_deg_s"] = mean

@@ -42,12 +42,15 @@ CLIP_FILES = (*VIDEO_SUFFIXES, *FITS_SUFFIXES)
 
 def _bolide_summary(result) -> str:  # noqa: ANN001
     lc = result.lightcurve
+    kind = next((m for m in result.messages if m.startswith("kind:")), None)
     if not result.found:
+        rejected = getattr(result, "rejected", None)
+        if rejected is not None and len(rejected) and kind:
+            return f"no bolide found (the moving object's {kind})"
         return "no bolide found"
-
     return (
         f"bolide tracked in {len(lc)} frames ({int(np.sum(lc['saturated']))} saturated), "
-        f"{peak_wording(lc)}; segmenter {result.method}"
+        f"{peak_wording(lc)}; segmenter {result.method}" + (f"; {kind}" if kind else "")
     )
 
 
@@ -106,6 +109,14 @@ def bolide(
     station_code: Annotated[
         str, typer.Option("--station-code", help="Station code for the SkyFit2 ECSV.")
     ] = "skysift",
+    interlaced: Annotated[
+        str,
+        typer.Option(
+            "--interlaced",
+            help="Interlaced analogue video: no (progressive), tff (top field first) or bff "
+            "(bottom field first); each field becomes a time sample of its own.",
+        ),
+    ] = "no",
     out: OutOpt = None,
     workers: WorkersOpt = None,
     scheduler: SchedulerOpt = None,
@@ -124,6 +135,7 @@ def bolide(
             "site": None if site is None else list(site), "time": time, "fps": fps,
             "pairs": None if pairs is None else str(pairs), "method": method,
             "height_km": height_km, "platepar": None if platepar is None else str(platepar),
+            "interlaced": interlaced,
         }  # fmt: skip
         batch_command(
             videos,
@@ -146,7 +158,7 @@ def bolide(
         result = run_bolide(
             video, out_dir, calibration=calibration, site=site, time=time, fps=fps,
             pairs=pairs, method=method, height_km=height_km, platepar=platepar,
-            progress=progress,
+            interlaced=interlaced, progress=progress,
         )  # fmt: skip
         if skyfit and result.found:
             try:

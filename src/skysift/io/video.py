@@ -17,7 +17,16 @@ from astropy.time import Time, TimeDelta
 from skysift.errors import InputError
 from skysift.io.frame import Frame, FrameSequence, Site
 
-__all__ = ["VIDEO_SUFFIXES", "iter_video", "read_video", "luminance", "quiet_native_stderr"]
+__all__ = [
+    "FIELD_ORDERS",
+    "VIDEO_SUFFIXES",
+    "field_sequence",
+    "iter_video",
+    "luminance",
+    "quiet_native_stderr",
+    "read_video",
+    "split_fields",
+]
 
 # FFmpeg (inside OpenCV) prints its own complaints ("moov atom not found") on
 # stderr before skysift can say what is wrong: keep it to fatal errors. The
@@ -241,3 +250,169 @@ def read_video(
     if time is not None:
         meta["start_time"] = time
     return FrameSequence(frames, fps=rate / stride if rate else None, path=path, meta=meta)
+
+
+#: Field orders of interlaced video: ``"no"`` (progressive), top / bottom field first.
+FIELD_ORDERS = ("no", "tff", "bff")
+
+
+def _check_order(order: str) -> str:
+    if order not in FIELD_ORDERS:
+        msg = f"interlaced must be one of {list(FIELD_ORDERS)}, got {order!r}"
+        raise InputError(msg)
+    return order
+
+
+def _field_rows(frame: np.ndarray, parity: int) -> np.ndarray:
+    """One field of a frame, its missing rows linearly interpolated ("bob" deinterlacing)."""
+    h = frame.shape[0]
+    out = np.empty(frame.shape, np.float32)
+    own = np.arange(parity, h, 2)
+    out[own] = frame[own]
+    miss = np.arange(1 - parity, h, 2)
+    above, below = miss - 1, miss + 1
+    # rows outside the frame take the nearest own row (edge copy)
+    above = np.where(above < 0, below, above)
+    below = np.where(below >= h, above, below)
+    out[miss] = 0.5 * (frame[above].astype(np.float32) + frame[below].astype(np.float32))
+    return out
+
+
+def split_fields(
+    frames: np.ndarray,
+    times: np.ndarray | Time | None,
+    order: str,
+    *,
+    frame_period: float | None = None,
+) -> tuple[np.ndarray, np.ndarray | Time | None]:
+    """Split interlaced frames into their two fields, each a time sample of its own.
+
+    An interlaced (analogue, PAL/NTSC) camera exposes the even rows (the top
+    field: rows 0, 2, 4, ... 0-based) and the odd rows (the bottom field)
+    half a frame period apart and weaves them into one frame, so a moving
+    meteor appears combed. Each frame ``i`` becomes two fields, the first in
+    time at ``times[i]`` and the second at ``times[i] + period / 2``: with
+    ``"tff"`` (top field first) the top field comes first, with ``"bff"``
+    the bottom field. Each field is brought back to full height by
+    interpolating its missing rows linearly between its own rows above and
+    below ("bob" deinterlacing), so a field's pixel ``(x, y)`` is the same
+    place in the image as a frame's: positions measured on fields need no
+    rescaling (no halved vertical scale), and a field's summed light is
+    that of a full frame exposed for the field's time.
+
+    Parameters
+    ----------
+    frames : ndarray, shape (T, H, W)
+        The woven frames.
+    times : ndarray (T,) of seconds, astropy.time.Time (T,), or None
+        Time of each frame (its first field); None gives field times None.
+    order : {"no", "tff", "bff"}
+        ``"no"`` returns the frames and times unchanged.
+    frame_period : float, optional
+        Seconds between frames; default the median step of ``times``
+        (needed for one frame, or for ``Time`` times without a step).
+
+    Returns
+    -------
+    fields : ndarray, shape (2T, H, W), float32
+        In time order.
+    field_times : ndarray (2T,) of seconds, Time (2T,) or None
+
+    Raises
+    ------
+    InputError
+        For an unknown ``order``, ``frames`` not ``(T, H, W)`` with H >= 2,
+        ``times`` of another length than T, or no frame period to be had.
+    """
+    _check_order(order)
+    frames = np.asarray(frames)
+    if frames.ndim != 3 or frames.shape[1] < 2:
+        msg = f"frames must be a (T, H, W) cube with H >= 2 rows, got shape {frames.shape}"
+        raise InputError(msg)
+    if times is not None and len(times) != len(frames):
+        msg = f"times has {len(times)} entries for {len(frames)} frames"
+        raise InputError(msg)
+    if order == "no":
+        return frames, times
+    first = 0 if order == "tff" else 1
+    t, h, w = frames.shape
+    fields = np.empty((2 * t, h, w), np.float32)
+    for i, frame in enumerate(frames):
+        fields[2 * i] = _field_rows(frame, first)
+        fields[2 * i + 1] = _field_rows(frame, 1 - first)
+    if times is None:
+        return fields, None
+    secs = (times - times[0]).to_value("s") if isinstance(times, Time) else np.asarray(times)
+    period = frame_period
+    if period is None and len(secs) > 1:
+        period = float(np.median(np.diff(np.asarray(secs, float))))
+    if period is None or not np.isfinite(period) or period <= 0:
+        msg = "the frame period is unknown: give frame_period (or the frame rate, --fps)"
+        raise InputError(msg)
+    offsets = np.tile([0.0, 0.5 * period], t)
+    if isinstance(times, Time):
+        return fields, times[np.repeat(np.arange(t), 2)] + TimeDelta(offsets, format="sec")
+    return fields, np.repeat(np.asarray(secs, float), 2) + offsets
+
+
+def field_sequence(seq: FrameSequence, order: str, *, fps: float | None = None) -> FrameSequence:
+    """A :class:`FrameSequence` of the fields of interlaced frames (see :func:`split_fields`).
+
+    Each field is a :class:`Frame` of the frame's metadata with the field's
+    ``data`` (luminance, full height), ``time`` (the frame's + 0 or half a
+    period; None where the frame has none), ``exposure`` (at most half the
+    frame's) and ``meta`` ``"index"`` (field number), ``"frame_index"``,
+    ``"field"`` (``"top"`` / ``"bottom"``) and ``"pts"`` (seconds). The
+    sequence's ``fps`` is twice the frame rate; colour is dropped.
+
+    Parameters
+    ----------
+    seq : FrameSequence
+    order : {"no", "tff", "bff"}
+        ``"no"`` returns ``seq`` itself.
+    fps : float, optional
+        Frame rate; default ``seq.fps``, else the step of the frames' ``pts``.
+
+    Returns
+    -------
+    FrameSequence
+
+    Raises
+    ------
+    InputError
+        As :func:`split_fields`, and when the frame rate is unknown.
+    """
+    _check_order(order)
+    if order == "no":
+        return seq
+    rate = fps or seq.fps
+    pts = np.array([f.meta.get("pts", np.nan) for f in seq], float)
+    if not rate and len(pts) > 1 and np.all(np.isfinite(pts)):
+        step = float(np.median(np.diff(pts)))
+        rate = 1.0 / step if step > 0 else None
+    if not rate:
+        msg = "the frame rate of the interlaced video is unknown: give fps (--fps)"
+        raise InputError(msg)
+    period = 1.0 / rate
+    if not np.all(np.isfinite(pts)):
+        pts = np.arange(len(seq)) * period
+    fields, field_pts = split_fields(seq.cube(), pts, order, frame_period=period)
+    names = ("top", "bottom") if order == "tff" else ("bottom", "top")
+    out = []
+    for k in range(len(fields)):
+        src = seq[k // 2]
+        dt = float(field_pts[k] - pts[k // 2])
+        meta = {**src.meta, "index": k, "frame_index": src.meta.get("index", k // 2)}
+        meta.update(pts=float(field_pts[k]), field=names[k % 2])
+        out.append(
+            src.with_(
+                data=fields[k],
+                color=None,
+                mask=None,
+                time=None if src.time is None else src.time + TimeDelta(dt, format="sec"),
+                exposure=None if src.exposure is None else min(src.exposure, 0.5 * period),
+                meta=meta,
+            )
+        )
+    meta = {**seq.meta, "pts": np.asarray(field_pts), "interlaced": order}
+    return FrameSequence(out, fps=2.0 * rate, path=seq.path, meta=meta)
