@@ -28,9 +28,7 @@ from skysift.detection.matched_background import (
     _FWHM_TO_SIGMA,
     MatchedBackground,
     _disk,
-    _gaussian,
     _kernel_norm,
-    _peaks,
     matched_background,
 )
 from skysift.detection.stars import (
@@ -54,6 +52,15 @@ __all__ = [
 #: taken as a matched-filter significance cut of ``MATCHED_PER_SIGMA * threshold_sigma``.
 #: A star whose peak pixel is at 3 sigma has a matched-filter SNR of about 5-6.
 MATCHED_PER_SIGMA = 4.2 / 3.0
+
+#: Peaks below this significance must pass ``faint_size_ratio``.
+_FAINT_SIGNIFICANCE = 5.5
+#: Peaks above this significance count as neighbours in the PSF fit of a peak.
+_NEIGHBOUR_SIGNIFICANCE = 3.0
+#: A PSF misfit must be this significant (in sigma of chi^2) to drop a peak.
+_PSF_EXCESS_SIGMA = 10.0
+#: Within this many FWHM of the mask a milder PSF misfit drops a peak.
+_EDGE_FWHM = 3.0
 
 
 def _parabola(m: np.ndarray, c: np.ndarray, p: np.ndarray) -> np.ndarray:
@@ -91,6 +98,89 @@ def _asymmetry(resid, bad, xs, ys, fwhm, pixel_rms):
     return dip_sig / math.sqrt(2.0), asym
 
 
+def _gaussian_at(image: np.ndarray, xs: np.ndarray, ys: np.ndarray, fwhm: float) -> np.ndarray:
+    """The unit-sum Gaussian filter of ``fwhm`` px at integer pixels ``(xs, ys)`` only.
+
+    Equal to ``_gaussian(image, fwhm)[ys, xs]`` (same kernel, reflected borders), at the
+    cost of one stamp per pixel instead of a filter over the whole frame.
+    """
+    s = fwhm * _FWHM_TO_SIGMA
+    k1 = cv2.getGaussianKernel(2 * int(math.ceil(3.5 * s)) + 1, s).ravel()
+    r = k1.size // 2
+    h, w = image.shape
+    off = np.arange(-r, r + 1)
+    out = np.empty(xs.size)
+    for lo in range(0, xs.size, 4096):
+        yy = ys[lo : lo + 4096, None] + off
+        xx = xs[lo : lo + 4096, None] + off
+        yy = np.where(yy < 0, -yy - 1, np.where(yy >= h, 2 * h - yy - 1, yy))
+        xx = np.where(xx < 0, -xx - 1, np.where(xx >= w, 2 * w - xx - 1, xx))
+        stamp = image[yy[:, :, None], xx[:, None, :]].astype(np.float64)
+        out[lo : lo + 4096] = np.einsum("nij,i,j->n", stamp, k1, k1)
+    return out
+
+
+def _chi2(m: np.ndarray, wgt: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Weighted least-squares chi^2 of ``v ~ m @ c`` per row; shapes (N, P, K), (N, P), (N, P)."""
+    mat = np.einsum("npi,np,npj->nij", m, wgt, m)
+    ridge = 1e-9 * (1.0 + np.trace(mat, axis1=1, axis2=2))
+    mat += ridge[:, None, None] * np.eye(m.shape[-1])
+    rhs = np.einsum("npi,np,np->ni", m, wgt, v)
+    coef = np.linalg.solve(mat, rhs[..., None])[..., 0]
+    res = v - np.einsum("npi,ni->np", m, coef)
+    return (wgt * res**2).sum(1)
+
+
+def _psf_excess(resid, bad, pixel_rms, x, y, fwhm, nbx, nby, n_neighbours=4, chunk=4096):
+    """Excess chi^2 of a PSF fit on a plane, in units of its noise and of the PSF's gain.
+
+    In a box of +-2 FWHM around each peak, the residual is fitted by weighted least squares
+    (weights ``1 / pixel_rms^2``) with a plane, a Gaussian PSF of the frame's FWHM at the
+    peak and the same PSF at up to ``n_neighbours`` neighbouring peaks ``(nbx, nby)`` (so
+    that a blend is not taken as a misfit); the same fit without the peak's PSF gives the
+    PSF's gain in chi^2. Returns ``z = (chi2 - dof) / sqrt(2 dof)`` and
+    ``r = (chi2 - dof) / gain``: about 0 for a star, large where the light is a step, an
+    edge or a blob that the PSF does not describe. A chi^2 test of a PSF fit as in
+    DAOPHOT (Stetson 1987, PASP 99, 191, §IV).
+    """
+    h, w = resid.shape
+    r = max(2, int(math.ceil(2.0 * fwhm)))
+    oy, ox = np.mgrid[-r : r + 1, -r : r + 1]
+    ox, oy = ox.ravel().astype(np.float32), oy.ravel().astype(np.float32)
+    s2 = 2.0 * (fwhm * _FWHM_TO_SIGMA) ** 2
+    tree = cKDTree(np.c_[nbx, nby])
+    k = min(n_neighbours + 1, len(nbx))
+    z = np.zeros(x.size)
+    ratio = np.zeros(x.size)
+    for lo in range(0, x.size, chunk):
+        cx, cy = x[lo : lo + chunk], y[lo : lo + chunk]
+        xi, yi = np.round(cx).astype(int), np.round(cy).astype(int)
+        yy, xx = yi[:, None] + oy.astype(int), xi[:, None] + ox.astype(int)
+        inside = (yy >= 0) & (yy < h) & (xx >= 0) & (xx < w)
+        yy, xx = np.clip(yy, 0, h - 1), np.clip(xx, 0, w - 1)
+        good = inside & ~bad[yy, xx]
+        wgt = np.where(good, 1.0 / np.maximum(pixel_rms[yy, xx], 1e-12) ** 2, 0.0)
+        v = resid[yy, xx].astype(np.float64)
+        px, py = xx.astype(np.float64), yy.astype(np.float64)
+        cols = [np.ones_like(px), px - xi[:, None], py - yi[:, None]]
+        cols.append(np.exp(-((px - cx[:, None]) ** 2 + (py - cy[:, None]) ** 2) / s2))
+        if k > 1:
+            dd, jj = tree.query(np.c_[cx, cy], k=k)
+            for j in range(1, k):
+                near = (dd[:, j] > 1.0) & (dd[:, j] <= 1.42 * r + 1.5 * fwhm)
+                nx, ny = nbx[jj[:, j]][:, None], nby[jj[:, j]][:, None]
+                g = np.exp(-((px - nx) ** 2 + (py - ny) ** 2) / s2)
+                cols.append(np.where(near[:, None], g, 0.0))
+        a = np.stack(cols, -1)
+        c_psf = _chi2(a, wgt, v)
+        c_none = _chi2(np.delete(a, 3, axis=-1), wgt, v)
+        dof = np.maximum(good.sum(1) - a.shape[-1], 1)
+        excess = c_psf - dof
+        z[lo : lo + chunk] = excess / np.sqrt(2.0 * dof)
+        ratio[lo : lo + chunk] = excess / np.maximum(c_none - c_psf, 1e-9)
+    return z, ratio
+
+
 def _moments(resid: np.ndarray, xs: np.ndarray, ys: np.ndarray, fwhm: float):
     """Gaussian-windowed second moments around integer peaks: a, b (px), theta (rad)."""
     r = max(2, int(math.ceil(1.5 * fwhm)))
@@ -119,12 +209,13 @@ def _moments(resid: np.ndarray, xs: np.ndarray, ys: np.ndarray, fwhm: float):
 class MatchedStarFinder(StarFinder):
     """Find stars as peaks of a PSF-matched significance map over a local background and noise.
 
-    The steps: (1) a provisional background and noise with a Gaussian filter of
+    The steps, on the box that holds the unmasked pixels: (1) a provisional background and noise with a Gaussian filter of
     ``initial_fwhm``; the frame's FWHM from the half-light radii of the brightest
     unsaturated isolated peaks; (2) the background, source mask and the noise of the
     filtered image again with that FWHM (:func:`matched_background`); (3) significance =
-    filtered / filtered noise, local maxima (3x3) above ``threshold``; peaks on one
-    saturated blob merged into one; (4) centroids by the Gaussian-windowed centroid
+    filtered / filtered noise, local maxima (3x3) above ``threshold``; peaks that are not
+    point-like dropped (``max_size_ratio``, ``max_asymmetry``, ``max_psf_excess``,
+    ``faint_size_ratio``); peaks on one saturated blob merged into one; (4) centroids by the Gaussian-windowed centroid
     (SExtractor's ``XWIN_IMAGE``), fluxes in a circular aperture of radius 1.5 FWHM, as
     :class:`~skysift.detection.stars.ClassicalStarFinder` reports them.
 
@@ -174,6 +265,17 @@ class MatchedStarFinder(StarFinder):
         fraction of the peak's residual: the bright side of a step in the sky (a tree's
         or a building's edge left in the sky mask) is not a star. Saturated peaks are kept;
         ``None`` = no cut. Default 0.3.
+    max_psf_excess : float or None, optional
+        PSF-fit cut: in a box of +-2 FWHM, a plane plus a Gaussian PSF of the frame's FWHM
+        (plus the PSFs of neighbouring peaks) is fitted to the residual; a peak is dropped
+        when the fit's excess chi^2 is significant (above 10 sigma) and larger than this
+        many times the chi^2 the PSF itself explains: a step, an edge or a blob of the sky
+        is not a star. Within 3 FWHM of the mask a misfit above 3 sigma and 1x the PSF's
+        gain is enough. Saturated peaks are kept; ``None`` = no cut. Default 3.
+    faint_size_ratio : float or None, optional
+        The compactness ratio of ``max_size_ratio`` required of the faint peaks (below
+        5.5 sigma): near the threshold a peak wider than the PSF is mostly a bump of the
+        sky. ``None`` = no cut. Default 1.05.
     max_objects : int, optional
         Keep at most this many sources (brightest first). Default 20000.
 
@@ -194,6 +296,8 @@ class MatchedStarFinder(StarFinder):
     reject_captions: bool | None = None
     max_size_ratio: float | None = 1.2
     max_asymmetry: float | None = 0.3
+    max_psf_excess: float | None = 3.0
+    faint_size_ratio: float | None = 1.05
     max_objects: int = 20000
 
     def __post_init__(self) -> None:
@@ -219,6 +323,11 @@ class MatchedStarFinder(StarFinder):
         ):
             msg = f"max_asymmetry must be > 0 or None, got {self.max_asymmetry!r}"
             raise InputError(msg)
+        for name in ("max_psf_excess", "faint_size_ratio"):
+            value = getattr(self, name)
+            if value is not None and not (np.isfinite(value) and value > 0):
+                msg = f"{name} must be > 0 or None, got {value!r}"
+                raise InputError(msg)
         if self.max_objects < 1:
             msg = f"max_objects must be >= 1, got {self.max_objects!r}"
             raise InputError(msg)
@@ -281,6 +390,16 @@ class MatchedStarFinder(StarFinder):
             )
             return self._empty()
         sat = self.saturation if self.saturation is not None else estimate_saturation(data)
+        # Work on the box that holds the unmasked pixels (a fisheye's lens circle leaves a
+        # third of a DSLR frame masked): the same stars at a fraction of the cost.
+        rows = np.flatnonzero(~bad.all(axis=1))
+        cols = np.flatnonzero(~bad.all(axis=0))
+        y0, y1, x0, x1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+        if (y1 - y0) * (x1 - x0) < 0.8 * data.size and min(y1 - y0, x1 - x0) >= 16:
+            data = np.ascontiguousarray(data[y0:y1, x0:x1])
+            bad = np.ascontiguousarray(bad[y0:y1, x0:x1])
+        else:
+            y0 = x0 = 0
         bkg = matched_background(
             data,
             bad,
@@ -291,18 +410,21 @@ class MatchedStarFinder(StarFinder):
             smooth_meshes=self.smooth_meshes,
         )
         fwhm = bkg.fwhm
-        resid = np.where(bad, 0.0, data - bkg.level).astype(np.float32)
+        resid = (data - bkg.level).astype(np.float32, copy=False)
+        resid[bad] = 0.0
         sig = bkg.filtered / bkg.filtered_rms
         threshold = self.significance_threshold(fwhm)
-        xs, ys = _peaks(sig, bad, threshold)
+        local_max = (sig >= cv2.dilate(sig, np.ones((3, 3), np.uint8))) & ~bad
+        local_max[0, :] = local_max[-1, :] = local_max[:, 0] = local_max[:, -1] = False
+        ys, xs = np.nonzero(local_max & (sig >= threshold))
         if self.max_size_ratio is not None and xs.size:
             # Compactness: the significance with a filter twice as wide, over that with the
             # PSF's, is 0.8 for a point source (Gaussian PSF) and grows with the source's
             # size (1.25 at twice the FWHM): extended sky structure (the Milky Way's knots,
             # the edges of clouds and trees) is not a star. Saturated stars are kept.
-            wide = _gaussian(resid, 2.0 * fwhm)
+            wide = _gaussian_at(resid, xs, ys, 2.0 * fwhm)
             scale = _kernel_norm(2.0 * fwhm) / _kernel_norm(fwhm)
-            ratio = wide[ys, xs] / (bkg.filtered_rms[ys, xs] * scale) / sig[ys, xs]
+            ratio = wide / (bkg.filtered_rms[ys, xs] * scale) / sig[ys, xs]
             keep = ratio <= self.max_size_ratio
             if sat is not None:
                 keep |= data[ys, xs] >= 0.97 * sat
@@ -313,11 +435,48 @@ class MatchedStarFinder(StarFinder):
             if sat is not None:
                 keep |= data[ys, xs] >= 0.97 * sat
             xs, ys = xs[keep], ys[keep]
+        if xs.size:
+            xs, ys = self._shape_cuts(data, bad, resid, sig, bkg, xs, ys, fwhm, sat, local_max)
         xs, ys = self._merge_saturated(data, bad, sig, xs, ys, sat, fwhm)
         if xs.size == 0:
             warnings.warn("no star detected above threshold", NoDetectionsWarning, stacklevel=2)
             return self._empty(threshold, fwhm, bkg, sat)
-        return self._table(data, bad, resid, sig, bkg, xs, ys, fwhm, sat, threshold)
+        table = self._table(data, bad, resid, sig, bkg, xs, ys, fwhm, sat, threshold)
+        table["x"] += x0
+        table["y"] += y0
+        return table
+
+    def _shape_cuts(self, data, bad, resid, sig, bkg, xs, ys, fwhm, sat, local_max):
+        """Drop peaks that a PSF does not describe (steps, edges, blobs) and faint wide ones."""
+        keep = np.ones(xs.size, bool)
+        s = sig[ys, xs]
+        if self.faint_size_ratio is not None:
+            # Near the threshold, a peak wider than the PSF is mostly a bump of the sky
+            # (a point source's ratio is 0.8 +- 0.6 / significance): the same compactness
+            # test as ``max_size_ratio``, stricter for the faint peaks only.
+            faint = s < _FAINT_SIGNIFICANCE
+            if faint.any():
+                wide = _gaussian_at(resid, xs, ys, 2.0 * fwhm)
+                scale = _kernel_norm(2.0 * fwhm) / _kernel_norm(fwhm)
+                ratio = wide / (bkg.filtered_rms[ys, xs] * scale) / s
+                keep &= ~(faint & (ratio > self.faint_size_ratio))
+        if self.max_psf_excess is not None:
+            ny, nx = np.nonzero(local_max & (sig >= _NEIGHBOUR_SIGNIFICANCE))
+            z, r = _psf_excess(
+                resid, bad, bkg.pixel_rms, xs.astype(float), ys.astype(float), fwhm,
+                nx.astype(float), ny.astype(float),
+            )  # fmt: skip
+            drop = (z > _PSF_EXCESS_SIGMA) & (r > self.max_psf_excess)
+            if bad.any():
+                # Within 3 FWHM of the mask (a horizon, a roof, a tree line) a step of the
+                # sky is the usual impostor: a milder misfit is enough to drop the peak.
+                dist = cv2.distanceTransform((~bad).view(np.uint8), cv2.DIST_L2, 3)
+                near = dist[ys, xs] < _EDGE_FWHM * fwhm
+                drop |= near & (z > 3.0) & (r > 1.0)
+            keep &= ~drop
+        if sat is not None:
+            keep |= data[ys, xs] >= 0.97 * sat
+        return xs[keep], ys[keep]
 
     def _merge_saturated(self, data, bad, sig, xs, ys, sat, fwhm):
         """Keep one peak (the most significant) per saturated blob, at the blob's centre."""

@@ -23,6 +23,8 @@ from skysift.errors import InputError
 __all__ = ["MatchedBackground", "matched_background"]
 
 _FWHM_TO_SIGMA = 1.0 / (2.0 * math.sqrt(2.0 * math.log(2.0)))
+#: Fraction of the local (3x3-block median) noise variance kept as a floor of the model.
+_LOCAL_NOISE_FLOOR = 0.8
 
 
 @dataclass
@@ -135,6 +137,9 @@ def _upsample(grid: np.ndarray, shape: tuple[int, int], size: int) -> np.ndarray
     ny, nx = grid.shape
     big = cv2.resize(grid.astype(np.float32), (nx * size, ny * size), interpolation=cv2.INTER_CUBIC)
     h, w = shape
+    if big.shape[0] < h or big.shape[1] < w:  # an odd last row or column of the 2x2 bins
+        dh, dw = max(h - big.shape[0], 0), max(w - big.shape[1], 0)
+        big = cv2.copyMakeBorder(big, 0, dh, 0, dw, cv2.BORDER_REPLICATE)
     return np.ascontiguousarray(big[:h, :w])
 
 
@@ -169,6 +174,13 @@ def _disk(radius: float) -> np.ndarray:
     return (xx * xx + yy * yy <= radius * radius + 1e-9).astype(np.uint8)
 
 
+def _refine_step(mesh: int, refine: float) -> int:
+    """The largest divisor of ``mesh`` at most ``refine / 2`` (1 without a refinement)."""
+    if refine <= 0:
+        return 1
+    return max(d for d in range(1, mesh + 1) if mesh % d == 0 and d <= max(1.0, refine / 2))
+
+
 def _pass(
     data: np.ndarray,
     bad: np.ndarray,
@@ -186,24 +198,30 @@ def _pass(
         # 2x2 means (a quarter of the values to sort) in blocks of ``mesh`` px
         sub = max(1, mesh // 2)
         h2, w2 = shape[0] // 2, shape[1] // 2
-        d2 = data[: 2 * h2, : 2 * w2].reshape(h2, 2, w2, 2).mean((1, 3), dtype=np.float32)
-        s2 = skip[: 2 * h2, : 2 * w2].reshape(h2, 2, w2, 2).any((1, 3))
+        d2 = cv2.resize(data[: 2 * h2, : 2 * w2], (w2, h2), interpolation=cv2.INTER_AREA)
+        s2 = skip[0 : 2 * h2 : 2, 0 : 2 * w2 : 2] | skip[1 : 2 * h2 : 2, 0 : 2 * w2 : 2]
+        s2 |= skip[0 : 2 * h2 : 2, 1 : 2 * w2 : 2] | skip[1 : 2 * h2 : 2, 1 : 2 * w2 : 2]
         (q16, z), frac = _block_quantiles(d2, s2, sub, (0.1587, 0.5))
         ny, nx = z.shape
         # error of a median: 1.25 sigma / sqrt(n)
         err_b = 1.25 * (z - q16) / np.sqrt(np.maximum(frac * sub * sub, 1.0))
     else:
+        # Block means off the skipped pixels, through an intermediate grid of ``step`` px on
+        # which the refinement below works (cv2's area resize is an exact block mean).
+        step = _refine_step(mesh, refine)
         ph, pw = (-shape[0]) % mesh, (-shape[1]) % mesh
-        v = np.pad(np.where(skip, np.float32(0), data), ((0, ph), (0, pw)))
-        good = np.pad(~skip, ((0, ph), (0, pw)))
-        ny, nx = v.shape[0] // mesh, v.shape[1] // mesh
-        n = good.reshape(ny, mesh, nx, mesh).sum((1, 3), dtype=np.float64)
-        z64 = v.reshape(ny, mesh, nx, mesh).sum((1, 3), dtype=np.float64) / np.maximum(n, 1)
-        v2 = (v * v).reshape(ny, mesh, nx, mesh).sum((1, 3), dtype=np.float64)
-        err = np.sqrt(np.maximum(v2 / np.maximum(n, 1) - z64**2, 0.0))
-        err_b = err / np.sqrt(np.maximum(n, 1.0))
-        z = np.where(n > 0, z64, 0.0).astype(np.float32)
-        frac = n / float(mesh * mesh)
+        keep = cv2.copyMakeBorder((~skip).view(np.uint8), 0, ph, 0, pw, cv2.BORDER_CONSTANT, 0)
+        v = cv2.copyMakeBorder(data, 0, ph, 0, pw, cv2.BORDER_CONSTANT, value=0.0)
+        v[keep == 0] = 0.0
+        hq, wq = v.shape[0] // step, v.shape[1] // step
+        v_q = cv2.resize(v, (wq, hq), interpolation=cv2.INTER_AREA)
+        keep_q = cv2.resize(keep.astype(np.float32), (wq, hq), interpolation=cv2.INTER_AREA)
+        del v, keep
+        ny, nx = hq * step // mesh, wq * step // mesh
+        frac = cv2.resize(keep_q, (nx, ny), interpolation=cv2.INTER_AREA)
+        vsum = cv2.resize(v_q, (nx, ny), interpolation=cv2.INTER_AREA)
+        z = np.where(frac > 0, vsum / np.maximum(frac, 1e-12), 0.0).astype(np.float32)
+        err_b = np.ones_like(z)  # used by the first (robust) pass only
     w = np.where(frac >= 0.2, frac, 0.0)
     grid = _local_quadratic(z, w, half)
     # Where the sky bends faster than the quadratic follows (a glow's core), the blocks'
@@ -224,17 +242,27 @@ def _pass(
         t_ext = np.where(np.sign(t_ext) == np.sign(t), t_ext, 0.0)
         apply = np.clip((np.abs(t_ext) / scale - 3.0) / 2.0, 0.0, 1.0)
         grid = grid + (apply * fine).astype(np.float32)
-    level = _upsample(grid, shape, mesh)
-    if refine > 0:
+    if refine > 0 and not robust:
         # What the mesh fit leaves (a glow's core bends faster than any smooth fit) is
         # taken out by a Gaussian-weighted mean of the residual off the sources
-        # (normalised convolution, Knutsson & Westin 1993, CVPR, 515) on ``refine`` px.
-        keep = (~skip).astype(np.float32)
-        r = np.where(skip, 0.0, data - level).astype(np.float32)
-        k = 2 * int(math.ceil(3.0 * refine)) + 1
-        num = cv2.GaussianBlur(r, (k, k), refine, borderType=cv2.BORDER_REFLECT)
-        den = cv2.GaussianBlur(keep, (k, k), refine, borderType=cv2.BORDER_REFLECT)
-        level = level + np.where(den > 0.05, num / np.maximum(den, 0.05), 0.0).astype(np.float32)
+        # (normalised convolution, Knutsson & Westin 1993, CVPR, 515) on ``refine`` px,
+        # computed on the grid of ``step`` px (the weighted mean is smooth on that scale)
+        # and interpolated bilinearly to the pixels.
+        level_q = cv2.resize(grid, (wq, hq), interpolation=cv2.INTER_CUBIC)
+        r = np.where(keep_q > 0, v_q / np.maximum(keep_q, 1e-12) - level_q, 0.0)
+        sq = refine / step
+        k = 2 * int(math.ceil(3.0 * sq)) + 1
+        num = cv2.GaussianBlur(
+            (r * keep_q).astype(np.float32), (k, k), sq, borderType=cv2.BORDER_REFLECT
+        )
+        den = cv2.GaussianBlur(keep_q, (k, k), sq, borderType=cv2.BORDER_REFLECT)
+        level_q = level_q + np.where(den > 0.05, num / np.maximum(den, 0.05), 0.0)
+        level = cv2.resize(
+            level_q.astype(np.float32), (wq * step, hq * step), interpolation=cv2.INTER_LINEAR
+        )
+        level = np.ascontiguousarray(level[: shape[0], : shape[1]])
+    else:
+        level = _upsample(grid, shape, mesh)
     resid = data - level
     resid[bad] = 0.0
     filt = _gaussian(resid, fwhm)
@@ -288,8 +316,13 @@ def _pass(
     factor = _local_quadratic(cv2.medianBlur(ratio, 3), wsig, half)
     factor = np.clip(factor, 0.1, 10.0)
     floor = max(float(np.median(var_b[use])) * 1e-2, 1e-12)
-    var = np.maximum(model_b * factor, floor).astype(np.float32)
-    rms = np.sqrt(np.maximum(_upsample(var, shape, nmesh), floor)).astype(np.float32)
+    var = np.maximum(model_b * factor, floor)
+    # Where the noise changes faster than the smooth factor follows (a sharp edge of a
+    # light dome, a patch of another exposure), the local block variance (median of 3x3
+    # blocks, which a single block lit by a star's wing does not move) sets a floor.
+    local = cv2.medianBlur(np.where(use, var_b, var).astype(np.float32), 3)
+    var = np.maximum(var, _LOCAL_NOISE_FLOOR * local).astype(np.float32)
+    rms = np.maximum(_upsample(np.sqrt(var), shape, nmesh), np.float32(math.sqrt(floor)))
     return level, filt, rms
 
 
@@ -315,7 +348,9 @@ def matched_background(
     masked as sources; the second pass takes the mean of the unmasked pixels of each
     block, smooths it the same way, refines it with a Gaussian-weighted mean of the
     residual on ``refine_fwhm`` FWHM, and measures the rms of the filtered residual off
-    the sources, as a function of the level (photon noise) times a slowly varying factor.
+    the sources, as a function of the level (photon noise) times a slowly varying factor,
+    never below 0.8 of the local noise (the median of 3x3 noise blocks, where the noise
+    changes faster than the factor follows).
     The mesh and clipping follow SExtractor's background (Bertin & Arnouts 1996, A&AS 117,
     393, §3.1) with the mesh median filter replaced by a local quadratic (Savitzky & Golay
     1964, Anal. Chem. 36, 1627), which follows the curvature of a glow's core; measuring
@@ -424,7 +459,9 @@ def _measure_fwhm(
     sat: float | None,
 ) -> float:
     """Median half-light diameter (px) of up to 200 bright, isolated, unsaturated peaks."""
-    xs, ys = _peaks(snr, bad, 20.0)
+    xa, ya = _peaks(snr, bad, 5.0)  # every peak above 5 sigma; the bright ones first
+    bright = snr[ya, xa] >= 20.0
+    xs, ys = xa[bright], ya[bright]
     if xs.size < 5:
         return float(fwhm0)
     order = np.argsort(-snr[ys, xs])
@@ -433,7 +470,6 @@ def _measure_fwhm(
         ok = data[ys, xs] < 0.5 * sat
         xs, ys = xs[ok], ys[ok]
     # isolated: no other peak above 5 sigma within 10 px
-    xa, ya = _peaks(snr, bad, 5.0)
     tree = cKDTree(np.c_[xa, ya])
     cnt = np.array([len(n) for n in tree.query_ball_point(np.c_[xs, ys], 10.0)], dtype=int)
     xs, ys = xs[cnt <= 1][:200], ys[cnt <= 1][:200]
