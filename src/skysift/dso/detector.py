@@ -56,6 +56,7 @@ __all__ = [
     "load_detector",
     "make_composite",
     "match_detections",
+    "random_cut",
     "normalise",
     "occlusion_saliency",
     "probabilities",
@@ -254,6 +255,23 @@ def _augment(img, gen, med, sig):
     return np.asarray(img, np.float32)
 
 
+def random_cut(background: np.ndarray, size: int, gen: np.random.Generator) -> np.ndarray:
+    """A random ``size`` x ``size`` cut of a background image, float32 (a copy).
+
+    Raises
+    ------
+    InputError
+        If the background is not 2-D or smaller than ``size``.
+    """
+    bg = np.asarray(background, np.float32)
+    if bg.ndim != 2 or min(bg.shape) < size:
+        msg = f"background must be 2-D and at least {size} x {size}, got {bg.shape}"
+        raise InputError(msg)
+    y0 = int(gen.integers(0, bg.shape[0] - size + 1))
+    x0 = int(gen.integers(0, bg.shape[1] - size + 1))
+    return bg[y0 : y0 + size, x0 : x0 + size].copy()
+
+
 def make_composite(
     background: np.ndarray,
     rng: np.random.Generator | int | None = None,
@@ -298,13 +316,7 @@ def make_composite(
         If the background is not 2-D or smaller than ``size``.
     """
     gen = _rng(rng)
-    bg = np.asarray(background, np.float32)
-    if bg.ndim != 2 or min(bg.shape) < size:
-        msg = f"background must be 2-D and at least {size} x {size}, got {bg.shape}"
-        raise InputError(msg)
-    y0 = int(gen.integers(0, bg.shape[0] - size + 1))
-    x0 = int(gen.integers(0, bg.shape[1] - size + 1))
-    img = bg[y0 : y0 + size, x0 : x0 + size].astype(np.float32).copy()
+    img = random_cut(background, size, gen)
     if augment:
         img = np.rot90(img, int(gen.integers(4)))
         if gen.uniform() < 0.5:

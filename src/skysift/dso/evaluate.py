@@ -37,6 +37,7 @@ from skysift.dso.detector import (
     detect,
     load_detector,
     make_composite,
+    random_cut,
 )
 from skysift.dso.train import backgrounds_from_files
 from skysift.errors import InputError
@@ -150,13 +151,7 @@ def make_astropy_composite(
         If the background is not 2-D or smaller than ``size``.
     """
     gen = _rng(rng)
-    bg = np.asarray(background, np.float32)
-    if bg.ndim != 2 or min(bg.shape) < size:
-        msg = f"background must be 2-D and at least {size} x {size}, got {bg.shape}"
-        raise InputError(msg)
-    y0 = int(gen.integers(0, bg.shape[0] - size + 1))
-    x0 = int(gen.integers(0, bg.shape[1] - size + 1))
-    img = bg[y0 : y0 + size, x0 : x0 + size].astype(np.float64)
+    img = random_cut(background, size, gen).astype(np.float64)
     med = float(np.median(img))
     sig = max(1.4826 * float(np.median(np.abs(img - med))), 1e-3)
     masks = np.zeros((3, size, size), bool)
