@@ -3,6 +3,7 @@
 Sections (all by default, or pick with flags)::
 
     python benchmarks/bench_movers.py --map --n-per-mode 150 --n-sky14 100 --n-real-bg 60
+    python benchmarks/bench_movers.py --map --weights FILE --map-detectors moe,moe_tta
     python benchmarks/bench_movers.py --external --n-external 30
     python benchmarks/bench_movers.py --depth --trials 8
     python benchmarks/bench_movers.py --false --out /tmp/movers_overlays
@@ -57,9 +58,9 @@ def _robust_sigma(a: np.ndarray) -> float:
 
 def bench_map(
     n_per_mode: int, n_sky14: int, n_real_bg: int = 0, out: Path | None = None,
-    weights: str = "mover_moe",
+    weights: str = "mover_moe", detectors: tuple[str, ...] | None = None,
 ) -> None:  # fmt: skip
-    from skysift.movers.evaluate import evaluate_movers, evaluation_summary
+    from skysift.movers.evaluate import DETECTORS, evaluate_movers, evaluation_summary
 
     bgs = [HELD_OUT_FRAME] if n_real_bg and HELD_OUT_FRAME.is_file() else None
     if n_real_bg and bgs is None:
@@ -67,7 +68,7 @@ def bench_map(
     t0 = time.time()
     tab = evaluate_movers(
         weights, n_per_mode=n_per_mode, n_sky14=n_sky14, backgrounds=bgs,
-        n_real_bg=n_real_bg,
+        n_real_bg=n_real_bg, detectors=detectors or DETECTORS,
     )  # fmt: skip
     print(f"\n== held-out mAP@0.5 ({n_per_mode}/mode, {n_sky14}/mode at 14 mag sky, "
           f"{n_real_bg if bgs else 0}/mode on the held-out real frame), "
@@ -471,6 +472,9 @@ def main() -> None:
     ap.add_argument("--n-external", type=int, default=30, help="scenes per condition and mode")
     ap.add_argument("--external-detectors", default="moe,moe_tta,yolox,centernet,classical")
     ap.add_argument("--n-real-bg", type=int, default=60)
+    ap.add_argument(
+        "--map-detectors", default=None, help="comma-separated subset for --map (default all)"
+    )
     ap.add_argument("--weights", default="mover_moe", help="shipped name or .safetensors path")
     ap.add_argument(
         "--moe-threshold", type=float, default=0.5, help="MoE score threshold (--false)"
@@ -487,7 +491,8 @@ def main() -> None:
     torch.set_num_threads(a.threads)
     every = not (a.map or a.depth or a.false or a.speed or a.external)
     if a.map or every:
-        bench_map(a.n_per_mode, a.n_sky14, a.n_real_bg, a.out, a.weights)
+        dets = tuple(a.map_detectors.split(",")) if a.map_detectors else None
+        bench_map(a.n_per_mode, a.n_sky14, a.n_real_bg, a.out, a.weights.split(",")[0], dets)
     if a.external or every:
         bench_external(a.n_external, tuple(a.external_detectors.split(",")), out=a.out,
                        weights=a.weights)  # fmt: skip

@@ -9,6 +9,7 @@ from astropy import units as u
 from astropy.table import Table
 from astropy.time import Time
 from astropy.wcs import WCS
+from scipy import ndimage
 
 from skysift.errors import InputError
 from skysift.movers import ades, baseline, evaluate, model, pipeline, stack, train
@@ -594,3 +595,105 @@ def test_cli_evaluate_movers_writes_the_summary(tmp_path):
     assert {"moe", "classical"} <= set(summary.colnames)
     assert {"mode", "sky14"} <= set(summary["group"])
     assert np.all((summary["moe"] >= 0) & (summary["moe"] <= 1))
+
+
+def test_add_glow_is_a_ramp_and_a_glow_with_poisson_noise():
+    rng = np.random.default_rng(4)
+    base = np.zeros((64, 64), np.float32)
+    ramp = train.add_glow(base, 100.0, 0.0, 5.0, rng)  # gradient only: 0 -> 500 e- across
+    yy, xx = np.mgrid[:64, :64]
+    a = np.column_stack([np.ones(xx.size), xx.ravel(), yy.ravel()])
+    coef, *_ = np.linalg.lstsq(a, ramp.ravel().astype(float), rcond=None)
+    plane = (a @ coef).reshape(64, 64)
+    assert np.ptp(plane) == pytest.approx(500.0, rel=0.05)  # the ramp spans 5x the sky
+    assert plane.min() == pytest.approx(0.0, abs=15.0)
+    resid = ramp - plane
+    assert resid.std() == pytest.approx(np.sqrt(plane.clip(0).mean()), rel=0.1)  # Poisson
+    glow = train.add_glow(base, 100.0, 20.0, 0.0, np.random.default_rng(5))
+    sm = np.convolve(glow.ravel(), np.ones(25) / 25, mode="same")  # smooth, peaked, <= 20x sky
+    assert glow.max() < 2000.0 + 5 * np.sqrt(2000.0) and np.median(glow) > 0
+    assert sm.max() > 3 * max(np.median(sm), 1.0)
+    with pytest.raises(InputError, match="sky must be > 0"):
+        train.add_glow(base, 0.0, 1.0, 1.0, rng)
+    with pytest.raises(InputError, match="glow, gradient >= 0"):
+        train.add_glow(base, 10.0, -1.0, 1.0, rng)
+
+
+@pytest.fixture(scope="module")
+def elongated_star_frame(tmp_path_factory):
+    """A 'real' frame (120x160) with elongated (aberrated) static stars every 20 px."""
+    from astropy.io import fits
+
+    rng = np.random.default_rng(6)
+    yy, xx = np.mgrid[:120, :160]
+    frame = rng.normal(300.0, 5.0, (120, 160))
+    for y0 in range(10, 120, 20):
+        for x0 in range(10, 160, 20):
+            u_, v_ = (xx - x0) * 0.8 + (yy - y0) * 0.6, -(xx - x0) * 0.6 + (yy - y0) * 0.8
+            frame += 400.0 * np.exp(-0.5 * (u_**2 / 2.5**2 + v_**2 / 1.0**2))
+    p = tmp_path_factory.mktemp("neg") / "aberr.fits"
+    fits.PrimaryHDU(frame.astype(np.float32)).writeto(p)
+    return p
+
+
+def test_simulate_set_real_negatives_and_glows(elongated_star_frame):
+    bgs = train.load_backgrounds([elongated_star_frame])
+    neg = train.simulate_set(
+        8, seed=2, backgrounds=bgs, modes=("sidereal",), keep_image=True,
+        settings={"negative_fraction": 1.0, "negative_empty": 1.0},
+    )  # fmt: skip
+    assert all(s.meta["negative"] and s.meta["background"] for s in neg)
+    assert all(s.boxes.shape == (0, 4) for s in neg)  # labelled negatives: no mover box
+    # the real stars are the scene: >= 4 of the 20 px grid's stars in every 64x64 crop
+    for s in neg:
+        z = (s.image - np.median(s.image)) / (
+            1.4826 * np.median(np.abs(s.image - np.median(s.image)))
+        )
+        n_blobs = ndimage.label(z > 6)[1]
+        assert n_blobs >= 4, n_blobs
+    pos = train.simulate_set(
+        6, seed=2, backgrounds=bgs, modes=("sidereal", "tracking"),
+        settings={"negative_fraction": 1.0, "negative_empty": 0.0, "glow_fraction": 1.0,
+                  "negative_edge": 1.0},
+    )  # fmt: skip
+    assert all(s.boxes.shape == (1, 4) and not s.meta["negative"] for s in pos)
+    assert all(0 <= s.meta["glow"] <= 20.0 for s in pos) and any(s.meta["glow"] > 1 for s in pos)
+    # the recipe's defaults keep the old stream: no extra draws at fraction 0
+    a = train.simulate_set(3, seed=9, backgrounds=bgs)
+    b = train.simulate_set(
+        3, seed=9, backgrounds=bgs, settings={"negative_fraction": 0.0, "glow_fraction": 0.0}
+    )
+    assert [x.meta for x in a] == [x.meta for x in b]
+    assert train.TRAIN_SETTINGS["negative_fraction"] == 0.0
+    assert train.TRAIN_SETTINGS["glow_fraction"] == 0.0
+
+
+def test_train_movers_tiny_run_with_negatives_and_glows(tmp_path, elongated_star_frame):
+    data = {"negative_fraction": 1.0, "negative_empty": 1.0, "glow_fraction": 0.5}
+    st = train.TrainSettings(n_train=4, batch_size=2, max_steps=2, width=8, feat_channels=8,
+                             data=data)  # fmt: skip
+    # an all-negative set (no box in any batch) trains without error
+    net, info = train.train_movers(tmp_path / "w", settings=st,
+                                   backgrounds=[elongated_star_frame], log=None)  # fmt: skip
+    assert info["steps"] == 2 and info["data"]["negative_fraction"] == 1.0
+    assert info["data"]["glow_fraction"] == 0.5 and np.isfinite(info["last_losses"]["mix"])
+    assert (tmp_path / "w" / "mover_moe.safetensors").is_file()
+    with pytest.raises(InputError, match="unknown simulation setting 'negative_share'"):
+        train.simulate_set(2, settings={"negative_share": 0.5})
+
+
+def test_composite_background_crop_near_a_given_centre_or_snapped_to_an_edge():
+    rng = np.random.default_rng(8)
+    real = rng.normal(1000.0, 10.0, (120, 160)).astype(np.float32)
+    real[100, 150] += 5000.0  # one marked star
+    real[:, 0] += 300.0  # bright first and last columns: the frame's borders
+    real[:, -1] += 300.0
+    sim = rng.normal(50.0, 2.0, (64, 64)).astype(np.float32)
+    for _ in range(5):
+        added = train.composite_background(sim, real, (0.0, 0.0), 1.0, rng, centre=(150, 100)) - sim
+        iy, ix = np.unravel_index(np.argmax(added), added.shape)
+        assert (ix, iy) == (150 - 96, 100 - 56)  # the crop clipped at the corner holds the star
+        left = train.composite_background(sim, real, (0.0, 0.0), 1.0, rng, centre=(-160, 60)) - sim
+        assert np.argmax(left.mean(axis=0)) == 0  # snapped to the left border
+        right = train.composite_background(sim, real, (0.0, 0.0), 1.0, rng, centre=(320, 60)) - sim
+        assert np.argmax(right.mean(axis=0)) == 63  # and to the right one

@@ -40,12 +40,14 @@ from skysift.simulation.movers import simulate_fast_mover
 from skysift.simulation.optics import Telescope
 
 __all__ = [
+    "NEGATIVE_GLOW_DATA",
     "SHORT_TRAIL_DATA",
     "SHORT_TRAIL_MODES",
     "TRAIN_MODES",
     "TRAIN_SETTINGS",
     "MoverSample",
     "TrainSettings",
+    "add_glow",
     "composite_background",
     "line_kernel",
     "load_backgrounds",
@@ -75,6 +77,30 @@ TRAIN_SETTINGS: dict[str, Any] = {
     "background_fraction": 0.35,
     # strength of the real crop's noise relative to the simulated noise
     "background_strength": (0.4, 1.0),
+    # share of images built on a real crop as the main scene (when backgrounds are
+    # given): no simulated field stars, the crop added at negative_strength times
+    # the simulated noise, centred near a bright real star half of the time
+    # (off-axis, aberration-elongated stars must be learned as background)
+    "negative_fraction": 0.0,
+    # of those, the share with no mover at all (labelled negatives)
+    "negative_empty": 0.5,
+    "negative_strength": (1.5, 3.0),
+    # of those, the share whose crop is snapped to a border of the real frame (the
+    # detector sees frame edges, with their vignetting and padding, at inference)
+    "negative_edge": 0.0,
+    # share of images with a smooth sky glow and a linear gradient added (with its
+    # Poisson noise), each peaking at a uniform 0-glow_max times the sky level
+    "glow_fraction": 0.0,
+    "glow_max": 20.0,
+}
+
+#: The real-negative + glow mix fine-tuned from the short-trail candidate (see docs/movers.md):
+#: ``TrainSettings(modes=SHORT_TRAIL_MODES, data=NEGATIVE_GLOW_DATA)`` with real backgrounds.
+NEGATIVE_GLOW_DATA: dict[str, Any] = {
+    "fwhm_range": (1.0, 4.0),
+    "short_trail_fraction": 0.35,
+    "negative_fraction": 0.3,
+    "glow_fraction": 0.25,
 }
 
 #: Modes of the shipped weights' training images, cycled.
@@ -209,6 +235,7 @@ def composite_background(
     star_motion: tuple[float, float],
     strength: float,
     rng: np.random.Generator,
+    centre: tuple[int, int] | None = None,
 ) -> np.ndarray:
     """Add a random crop of a real frame to a simulated image.
 
@@ -229,6 +256,9 @@ def composite_background(
     strength : float
         Real noise / simulated noise.
     rng : numpy.random.Generator
+    centre : (int, int), optional
+        ``(x, y)`` pixel of the real frame the crop should contain (shifted by
+        up to a third of the image size); default: a uniformly random crop.
 
     Returns
     -------
@@ -246,7 +276,12 @@ def composite_background(
         raise InputError(msg)
     crop = background[:h, :w]
     for _ in range(20):  # a crop clear of excluded (NaN) pixels
-        y0, x0 = int(rng.integers(0, hb - h + 1)), int(rng.integers(0, wb - w + 1))
+        if centre is not None:
+            jx, jy = rng.integers(-(w // 3), w // 3 + 1), rng.integers(-(h // 3), h // 3 + 1)
+            x0 = int(np.clip(centre[0] - w // 2 + jx, 0, wb - w))
+            y0 = int(np.clip(centre[1] - h // 2 + jy, 0, hb - h))
+        else:
+            y0, x0 = int(rng.integers(0, hb - h + 1)), int(rng.integers(0, wb - w + 1))
         crop = background[y0 : y0 + h, x0 : x0 + w]
         if np.isfinite(crop).all():
             break
@@ -258,6 +293,59 @@ def composite_background(
         z = signal.fftconvolve(z, k, mode="same")
     _, sig = _robust(np.asarray(image, dtype=np.float32))
     return (np.asarray(image, dtype=np.float32) + strength * sig * z).astype(np.float32)
+
+
+def add_glow(
+    image: np.ndarray, sky: float, glow: float, gradient: float, rng: np.random.Generator
+) -> np.ndarray:
+    """Add a smooth sky glow and a linear gradient, with their Poisson noise.
+
+    As in the stress suite's renderer (``benchmarks/stress/render.py``): a
+    linear light-pollution ramp from 0 to ``gradient`` times the sky across
+    the image in a random direction, and a Moon/city-dome glow
+    ``glow * sky * (1 + r²/s²)^-1.5`` centred anywhere in (or just outside)
+    the image, core radius ``s`` 0.1-0.6 times the image width.
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W)
+        Image in electrons (gain 1).
+    sky : float
+        Sky level, electrons per pixel (> 0).
+    glow, gradient : float
+        Peak of the glow and of the gradient, in units of ``sky`` (≥ 0).
+    rng : numpy.random.Generator
+
+    Returns
+    -------
+    ndarray of float32, shape (H, W)
+
+    Raises
+    ------
+    InputError
+        For a non-positive sky or a negative glow or gradient.
+    """
+    if not sky > 0 or glow < 0 or gradient < 0:
+        msg = f"sky must be > 0 and glow, gradient >= 0, got {sky}, {glow}, {gradient}"
+        raise InputError(msg)
+    h, w = image.shape
+    yy, xx = np.mgrid[0:h, 0:w].astype(float)
+    a = rng.uniform(0, 2 * np.pi)
+    t = xx * np.cos(a) + yy * np.sin(a)
+    t = (t - t.min()) / max(float(np.ptp(t)), 1e-9)
+    gx, gy = rng.uniform(-0.2 * w, 1.2 * w), rng.uniform(-0.2 * h, 1.2 * h)
+    sc = rng.uniform(0.1, 0.6) * w
+    g = sky * (gradient * t + glow * (1 + ((xx - gx) ** 2 + (yy - gy) ** 2) / sc**2) ** -1.5)
+    noisy = g + rng.normal(0.0, 1.0, g.shape) * np.sqrt(g)
+    return (np.asarray(image, dtype=np.float32) + noisy).astype(np.float32)
+
+
+def _bright_spots(background: np.ndarray) -> np.ndarray:
+    """``(x, y)`` of the pixels of a real frame at robust z > 8 (its stars), shape (N, 2)."""
+    med, sig = _robust(np.nan_to_num(background, nan=float(np.nanmedian(background))))
+    z = np.nan_to_num((background - med) / sig, nan=0.0)
+    ys, xs = np.nonzero(z > 8)
+    return np.column_stack([xs, ys])
 
 
 def _star_motion(mode: str, rate: tuple[float, float], track: tuple[float, float] | None):
@@ -272,6 +360,7 @@ def _star_motion(mode: str, rate: tuple[float, float], track: tuple[float, float
 def _one(
     rng: np.random.Generator, mode: str, s: dict[str, Any], keep_image: bool,
     backgrounds: list[np.ndarray] | None = None,
+    spots: list[np.ndarray] | None = None,
 ) -> MoverSample:  # fmt: skip
     fwhm = float(rng.uniform(*s["fwhm_range"]))
     sky = float(rng.uniform(*s["sky_range"]))
@@ -281,6 +370,11 @@ def _one(
     if s["short_trail_fraction"] > 0 and rng.uniform() < s["short_trail_fraction"]:
         trail = float(rng.uniform(*s["short_trail_range"]))
     n_stars = int(rng.integers(s["n_stars_range"][0], s["n_stars_range"][1] + 1))
+    # extra draws only when asked for (as above): a real crop as the scene, no mover
+    real_scene = empty = False
+    if backgrounds and s["negative_fraction"] > 0 and rng.uniform() < s["negative_fraction"]:
+        real_scene, n_stars = True, 0
+        empty = bool(rng.uniform() < s["negative_empty"])
     ang = rng.uniform(0, 2 * np.pi)
     rate = (trail * np.cos(ang), trail * np.sin(ang))
     track = None
@@ -297,12 +391,38 @@ def _one(
     det = Detector(qe=s["qe"], read_noise=s["read_noise"], gain=1.0, bit_depth=16)
     res = simulate_fast_mover(
         mode, shape=s["shape"], psf=fwhm, telescope=tel, detector=det, exposure_s=1.0,
-        n_sub=4, target_mag=mag, target_rate=rate, track_rate=track, n_stars=n_stars,
-        star_mag_range=(7.0, 15.0), sky_mag=sky, rng=rng,
+        n_sub=4, target_mag=40.0 if empty else mag, target_rate=rate, track_rate=track,
+        n_stars=n_stars, star_mag_range=(7.0, 15.0), sky_mag=sky, rng=rng,
     )  # fmt: skip
     image = res.image
+    glow = 0.0
+    if s["glow_fraction"] > 0 and rng.uniform() < s["glow_fraction"]:
+        sky_e = max(res.sigma_e**2 - s["read_noise"] ** 2, 1.0)
+        glow = float(rng.uniform(0, s["glow_max"]))
+        image = add_glow(image, sky_e, glow, float(rng.uniform(0, s["glow_max"])), rng)
     bg_used = False
-    if backgrounds and rng.uniform() < s["background_fraction"]:
+    if real_scene:
+        k = int(rng.integers(len(backgrounds)))
+        pts = spots[k] if spots is not None else np.zeros((0, 2))
+        centre = None
+        if len(pts) and rng.uniform() < 0.5:
+            centre = tuple(int(v) for v in pts[int(rng.integers(len(pts)))])
+        if s["negative_edge"] > 0 and rng.uniform() < s["negative_edge"]:
+            hb, wb = backgrounds[k].shape
+            cx, cy = int(rng.integers(wb)), int(rng.integers(hb))
+            side = int(rng.integers(4))  # left, right, bottom, top: beyond it, then clipped
+            centre = (-wb if side == 0 else 2 * wb if side == 1 else cx,
+                      -hb if side == 2 else 2 * hb if side == 3 else cy)  # fmt: skip
+        image = composite_background(
+            image,
+            backgrounds[k],
+            _star_motion(mode, rate, track),
+            float(rng.uniform(*s["negative_strength"])),
+            rng,
+            centre=centre,
+        )
+        bg_used = True
+    elif backgrounds and rng.uniform() < s["background_fraction"]:
         bg = backgrounds[int(rng.integers(len(backgrounds)))]
         image = composite_background(
             image,
@@ -314,15 +434,18 @@ def _one(
         bg_used = True
     tab = res.truth.table
     mv = tab[tab["type"] == "mover"]
+    if empty:
+        mv = mv[:0]
     meta = {
-        "background": bg_used,
+        "background": bg_used, "negative": empty, "glow": glow,
         "mode": mode, "sky": sky, "fwhm": fwhm, "n_stars": n_stars, "mag": mag,
-        "rate": trail, "length": float(mv["length"][0]), "snr": float(mv["snr_tot"][0]),
+        "rate": trail, "length": float(mv["length"][0]) if len(mv) else 0.0,
+        "snr": float(mv["snr_tot"][0]) if len(mv) else 0.0,
     }  # fmt: skip
     return MoverSample(
         x=make_inputs(image, res.prior),
         prior_vec=prior_descriptor(res.prior),
-        boxes=mover_boxes(tab, fwhm),
+        boxes=np.zeros((0, 4)) if empty else mover_boxes(tab, fwhm),
         image=image if keep_image else None,
         prior=res.prior if keep_image else None,
         meta=meta,
@@ -375,7 +498,8 @@ def simulate_set(
         s[k] = v
     rng = np.random.default_rng(seed)
     bgs = list(backgrounds) if backgrounds else None
-    return [_one(rng, modes[i % len(modes)], s, keep_image, bgs) for i in range(int(n))]
+    spots = [_bright_spots(b) for b in bgs] if bgs and s["negative_fraction"] > 0 else None
+    return [_one(rng, modes[i % len(modes)], s, keep_image, bgs, spots) for i in range(int(n))]
 
 
 def _augment(x: np.ndarray, pv_kernel_free: np.ndarray, boxes: np.ndarray, k: int, flip: bool):
