@@ -271,3 +271,8 @@ def test_cli_train_and_evaluate_dso(tmp_path):
     summary = Table.read(ev / "dso_eval_summary.ecsv")
     assert set(summary["cls"]) == {"galaxy", "nebula", "cluster"}
     assert set(summary["kind"]) == {"simulator", "astropy"}
+    # a missing background: exit 2, and no empty output folder left behind
+    for cmd in ("train", "evaluate"):
+        bad = tmp_path / f"bad-{cmd}"
+        assert main([cmd, "dso", str(tmp_path / "missing.fits"), "--out", str(bad)]) == 2
+        assert not bad.exists()

@@ -125,10 +125,11 @@ def train_dso_cmd(
     ] = None,
 ) -> None:
     """Train the learned DSO detector on composites (the shipped weights: 3 runs of 11 min)."""
+    cuts = backgrounds_from_files([str(p) for p in backgrounds])  # bad input: no folder made
     out_dir = ensure_out_dir(out, "train-dso")
     train_dso(
         out_dir,
-        backgrounds=backgrounds_from_files([str(p) for p in backgrounds]),
+        backgrounds=cuts,
         minutes=minutes,
         seed=seed,
         lr=lr,
@@ -155,10 +156,10 @@ def evaluate_dso_cmd(
     threshold: Annotated[float, typer.Option("--threshold", help="Detection threshold.")] = 0.5,
 ) -> None:
     """Per-class precision, recall and F1 on held-out composites: ours and astropy-made."""
-    out_dir = ensure_out_dir(out, "evaluate-dso")
     res = run_evaluation(
         [str(p) for p in backgrounds], n_images=n, weights=weights, threshold=threshold
     )
+    out_dir = ensure_out_dir(out, "evaluate-dso")  # after the inputs were read
     print_report(res)
     write_evaluation(res, out_dir)
     typer.echo(f"outputs: {out_dir}")
