@@ -84,17 +84,8 @@ def stars(
         ),
     ] = True,
     plot: Annotated[bool, typer.Option("--plot/--no-plot", help="Write stars.png.")] = True,
-    workers: Annotated[
-        int | None,
-        typer.Option(
-            "--workers",
-            help="Local Dask worker processes (default: the machine's cores; 0: no Dask).",
-        ),
-    ] = None,
-    scheduler: Annotated[
-        str | None,
-        typer.Option("--scheduler", help="Address of a running Dask scheduler (tcp://HOST:8786)."),
-    ] = None,
+    workers: WorkersOpt = None,
+    scheduler: SchedulerOpt = None,
 ) -> None:
     """Detect stars and write stars.ecsv (and stars.png).
 

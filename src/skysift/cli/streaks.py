@@ -12,6 +12,8 @@ from skysift.batch import run_batch
 from skysift.batch.gather import link_streak_tracks, streaks_summary
 from skysift.cli.app import (
     OutOpt,
+    SchedulerOpt,
+    WorkersOpt,
     app,
     echo_err,
     evaluate_app,
@@ -58,17 +60,8 @@ def streaks(
             "tracks.ecsv.",
         ),
     ] = False,
-    workers: Annotated[
-        int | None,
-        typer.Option(
-            "--workers",
-            help="Local Dask worker processes (default: the machine's cores; 0: no Dask).",
-        ),
-    ] = None,
-    scheduler: Annotated[
-        str | None,
-        typer.Option("--scheduler", help="Address of a running Dask scheduler (tcp://HOST:8786)."),
-    ] = None,
+    workers: WorkersOpt = None,
+    scheduler: SchedulerOpt = None,
 ) -> None:
     """Find satellite and debris streaks: STEM.streaks.ecsv, STEM.prob.fits, STEM.mask.png and summary.ecsv.
 
